@@ -1,0 +1,67 @@
+"""Output heads over the encoder, and the pretraining model that joins them.
+
+Shape letters: B batch, L length, P predicted positions per sequence, D hidden, V vocab.
+"""
+
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bertjax.model import (ACTIVATIONS, BertConfig, BertModel, EncoderOutput, logical_zeros, make_dense,
+                           make_layer_norm)
+
+
+def gather_positions(hidden: jax.Array, positions: jax.Array) -> jax.Array:
+    """(B, L, D) hidden states at (B, P) positions -> (B, P, D)."""
+    return jnp.take_along_axis(hidden, positions[:, :, None], axis=1)
+
+
+class MaskedLMHead(nn.Module):
+    """BERT's MLM head: dense + activation + LayerNorm, then the decoder tied to the word embeddings.
+
+    The decoder matrix is the embedding table (`word_embeddings.attend`); only its output bias is new.
+    """
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden: jax.Array, word_embeddings: nn.Embed) -> jax.Array:
+        cfg = self.config
+        hidden = make_dense(cfg, cfg.hidden_size, ("embed", None), name="transform")(hidden)
+        hidden = make_layer_norm(cfg, name="transform_layer_norm")(ACTIVATIONS[cfg.hidden_act](hidden))
+        logits = word_embeddings.attend(hidden.astype(cfg.dtype))  # ..., V
+        output_bias = self.param("output_bias", logical_zeros(("vocab",)), (cfg.vocab_size,), cfg.param_dtype)
+        return logits + output_bias.astype(logits.dtype)
+
+
+class PretrainingOutput(NamedTuple):
+    mlm_logits: jax.Array  # B, P, V at `masked_positions` (B, L, V when scoring every position)
+    sentence_logits: jax.Array  # B, 2: next-sentence (NSP) or sentence-order (SOP) prediction
+    encoder: EncoderOutput
+
+
+class BertForPretraining(nn.Module):
+    """The encoder with BERT's two pretraining heads (HF's `BertForPreTraining`).
+
+    Given `masked_positions` (B, P) the MLM head scores only those positions, which saves the
+    (B, L, V) logits a full-sequence head would compute; without it every position is scored.
+    """
+
+    config: BertConfig
+
+    def setup(self):
+        self.bert = BertModel(self.config)
+        self.mlm_head = MaskedLMHead(self.config)
+        self.sentence_head = make_dense(self.config, 2, ("embed", None))
+
+    def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None,
+                 masked_positions=None, *, deterministic: bool = True) -> PretrainingOutput:
+        encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic)
+        hidden = encoder.last_hidden_state
+        if masked_positions is not None:
+            hidden = gather_positions(hidden, masked_positions)
+        mlm_logits = self.mlm_head(hidden, self.bert.embeddings.word_embeddings)
+        sentence_logits = self.sentence_head(encoder.pooled_output)
+        return PretrainingOutput(mlm_logits, sentence_logits, encoder)

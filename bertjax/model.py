@@ -1,0 +1,307 @@
+"""The BERT encoder: embeddings, self-attention blocks and the pooler, in Flax Linen.
+
+Parameter names mirror HuggingFace BERT's (`embeddings/word_embeddings`, `encoder/layer_3/intermediate`,
+`pooler`, ...) so that `convert.py` is a table of renames, and every parameter carries logical axis
+names (`vocab`, `embed`, `heads`, `head_dim`, `mlp`) that `sharding.py` maps onto a device mesh.
+
+Shape letters: B batch, L length, D hidden, H heads, K head size, F feed-forward, V vocab.
+"""
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {
+    "gelu": functools.partial(nn.gelu, approximate=False),  # BERT's exact (erf) GELU
+    "gelu_tanh": functools.partial(nn.gelu, approximate=True),
+    "relu": nn.relu,
+}
+
+# "manual" is the hand-written path and the only one with attention-probability dropout (BERT's 0.1);
+# "xla" and "cudnn" are jax.nn.dot_product_attention's implementations; "auto" takes "manual" while
+# attention dropout is active and "xla" otherwise (evaluation, or attention_dropout=0).
+ATTENTION_IMPLS = ("auto", "manual", "xla", "cudnn")
+
+# BERT sizes: tiny..medium are Turc et al.'s compact models (google-research/bert), base and large the
+# paper's. Heads are 64 wide and the feed-forward layer 4x the hidden size throughout.
+VARIANTS = {
+    "tiny": dict(num_layers=2, hidden_size=128, num_heads=2, intermediate_size=512),
+    "mini": dict(num_layers=4, hidden_size=256, num_heads=4, intermediate_size=1024),
+    "small": dict(num_layers=4, hidden_size=512, num_heads=8, intermediate_size=2048),
+    "medium": dict(num_layers=8, hidden_size=512, num_heads=8, intermediate_size=2048),
+    "base": dict(num_layers=12, hidden_size=768, num_heads=12, intermediate_size=3072),
+    "large": dict(num_layers=24, hidden_size=1024, num_heads=16, intermediate_size=4096),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Every size and switch of the encoder. Defaults are BERT-base with the uncased 30,522 vocab."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pre_layer_norm: bool = False  # False: the original post-LN BERT
+    causal: bool = False  # True: each position sees only itself and earlier ones (GPT-style)
+    dtype: str = "float32"  # compute dtype of matrix multiplications
+    param_dtype: str = "float32"
+    attention_impl: str = "auto"
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}; "
+                "choose sizes where hidden_size = num_heads x head size.")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act={self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}.")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl={self.attention_impl!r} is not one of {ATTENTION_IMPLS}.")
+        if self.attention_impl in ("xla", "cudnn") and self.attention_dropout > 0:
+            raise ValueError(
+                f"attention_impl={self.attention_impl!r} has no attention dropout, but "
+                f"attention_dropout={self.attention_dropout}; set attention_dropout=0 or use "
+                "attention_impl='manual' (or 'auto').")
+        for name in ("dtype", "param_dtype"):
+            try:
+                jnp.dtype(getattr(self, name))
+            except TypeError:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not a dtype name "
+                                 "(float32, bfloat16, float16).") from None
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def from_variant(cls, variant: str, **overrides: Any) -> "BertConfig":
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown model variant {variant!r}; choose one of {list(VARIANTS)}.")
+        return cls(**{**VARIANTS[variant], **overrides})
+
+    @classmethod
+    def from_config(cls, model_config: Mapping[str, Any]) -> "BertConfig":
+        """From a config's `model` group: a `variant` name plus fields that override it (None = keep)."""
+        values = {key: value for key, value in dict(model_config).items() if value is not None}
+        variant = values.pop("variant", None)
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown model config key(s) {unknown}; known keys: {sorted(known)}.")
+        return cls.from_variant(variant, **values) if variant else cls(**values)
+
+
+def logical_normal(config: BertConfig, axes: tuple[str | None, ...]):
+    """BERT's truncated-normal initialiser, annotated with logical axis names."""
+    return nn.with_logical_partitioning(nn.initializers.truncated_normal(config.initializer_range), axes)
+
+
+def logical_zeros(axes: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+
+
+def make_layer_norm(config: BertConfig, name: str | None = None) -> nn.LayerNorm:
+    # LayerNorm statistics stay in float32 whatever the compute dtype.
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_eps, dtype=jnp.float32, param_dtype=config.param_dtype,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
+        bias_init=logical_zeros(("embed",)), name=name)
+
+
+def make_dense(config: BertConfig, features: int, axes: tuple[str | None, ...],
+           name: str | None = None) -> nn.Dense:
+    return nn.Dense(features, dtype=config.dtype, param_dtype=config.param_dtype,
+                    kernel_init=logical_normal(config, axes), bias_init=logical_zeros(axes[1:]), name=name)
+
+
+def attention_allowed(attention_mask: jax.Array, causal: bool) -> jax.Array:
+    """Which key each query may attend to: (B, L) ids -> (B, 1, L, L) booleans.
+
+    `attention_mask` holds 0 for padding and a positive id per example: 1 everywhere for ordinary
+    rows; 1, 2, 3, ... for rows packed with several examples, which must not see each other.
+    """
+    same_example = attention_mask[:, :, None] == attention_mask[:, None, :]  # B, Lq, Lk
+    allowed = same_example & (attention_mask[:, None, :] > 0)
+    if causal:
+        length = attention_mask.shape[-1]
+        allowed &= jnp.tril(jnp.ones((length, length), dtype=bool))
+    return allowed[:, None]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with query/key/value kernels shaped (D, H, K) for head sharding."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, deterministic: bool) -> jax.Array:
+        cfg = self.config
+
+        def projection(name):
+            return nn.DenseGeneral(
+                (cfg.num_heads, cfg.head_dim), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                kernel_init=logical_normal(cfg, ("embed", "heads", "head_dim")),
+                bias_init=logical_zeros(("heads", "head_dim")), name=name)
+
+        query = projection("query")(hidden)  # B, L, H, K
+        key = projection("key")(hidden)
+        value = projection("value")(hidden)
+
+        dropout_active = not deterministic and cfg.attention_dropout > 0
+        impl = cfg.attention_impl
+        if impl == "auto":
+            impl = "manual" if dropout_active else "xla"
+        if impl == "manual":
+            context = self._manual_attention(query, key, value, attention_mask, deterministic)
+        elif impl == "xla":
+            context = jax.nn.dot_product_attention(
+                query, key, value, mask=attention_allowed(attention_mask, cfg.causal), implementation="xla")
+        else:
+            # cuDNN's fused kernel takes padding as lengths: right-padded rows, no packed examples.
+            lengths = jnp.sum(attention_mask > 0, axis=-1, dtype=jnp.int32)
+            context = jax.nn.dot_product_attention(
+                query, key, value, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+                is_causal=cfg.causal, implementation="cudnn")
+
+        return nn.DenseGeneral(
+            cfg.hidden_size, axis=(-2, -1), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+            kernel_init=logical_normal(cfg, ("heads", "head_dim", "embed")), bias_init=logical_zeros(("embed",)),
+            name="output")(context)
+
+    def _manual_attention(self, query, key, value, attention_mask, deterministic):
+        cfg = self.config
+        # Scores and softmax in float32 whatever the compute dtype.
+        scores = jnp.einsum("bqhk,bshk->bhqs", query, key, preferred_element_type=jnp.float32)
+        scores = scores / math.sqrt(cfg.head_dim)  # B, H, L, L
+        allowed = attention_allowed(attention_mask, cfg.causal)
+        scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1)
+        probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
+        return jnp.einsum("bhqs,bshk->bqhk", probs.astype(value.dtype), value)  # B, L, H, K
+
+
+class BertLayer(nn.Module):
+    """One transformer block: self-attention, then the position-wise feed-forward network."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, deterministic: bool) -> jax.Array:
+        cfg = self.config
+        dropout = nn.Dropout(cfg.hidden_dropout)
+        attention = SelfAttention(cfg, name="attention")
+        attention_norm = make_layer_norm(cfg, "attention_layer_norm")
+        intermediate = make_dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "intermediate")
+        output = make_dense(cfg, cfg.hidden_size, ("mlp", "embed"), "output")
+        output_norm = make_layer_norm(cfg, "output_layer_norm")
+
+        def feed_forward(x):
+            return output(ACTIVATIONS[cfg.hidden_act](intermediate(x)))
+
+        if cfg.pre_layer_norm:
+            hidden = hidden + dropout(attention(attention_norm(hidden), attention_mask, deterministic),
+                                      deterministic=deterministic)
+            return hidden + dropout(feed_forward(output_norm(hidden)), deterministic=deterministic)
+        hidden = attention_norm(
+            hidden + dropout(attention(hidden, attention_mask, deterministic), deterministic=deterministic))
+        return output_norm(hidden + dropout(feed_forward(hidden), deterministic=deterministic))
+
+
+class BertEmbeddings(nn.Module):
+    """Word + learned position + segment embeddings, then LayerNorm and dropout."""
+
+    config: BertConfig
+
+    def setup(self):
+        cfg = self.config
+
+        def embed(count, axes):
+            return nn.Embed(count, cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                            embedding_init=logical_normal(cfg, axes))
+
+        self.word_embeddings = embed(cfg.vocab_size, ("vocab", "embed"))
+        self.position_embeddings = embed(cfg.max_position_embeddings, (None, "embed"))
+        self.token_type_embeddings = embed(cfg.type_vocab_size, (None, "embed"))
+        self.layer_norm = make_layer_norm(cfg)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def __call__(self, input_ids, segment_ids, position_ids, deterministic: bool) -> jax.Array:
+        embedded = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+                    + self.token_type_embeddings(segment_ids))  # B, L, D
+        return self.dropout(self.layer_norm(embedded), deterministic=deterministic)
+
+
+class BertEncoder(nn.Module):
+    """The stack of layers; returns the input and every layer's output."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden, attention_mask, deterministic: bool) -> tuple[jax.Array, ...]:
+        hidden_states = [hidden]
+        for index in range(self.config.num_layers):
+            hidden = BertLayer(self.config, name=f"layer_{index}")(hidden, attention_mask, deterministic)
+            hidden_states.append(hidden)
+        return tuple(hidden_states)
+
+
+class EncoderOutput(NamedTuple):
+    last_hidden_state: jax.Array  # B, L, D
+    pooled_output: jax.Array  # B, D: dense + tanh over the first ([CLS]) position
+    hidden_states: tuple[jax.Array, ...]  # num_layers + 1 entries of (B, L, D), the embeddings first
+
+
+class BertModel(nn.Module):
+    """The BERT encoder (HF's `BertModel`): embeddings, encoder, pooler.
+
+    Inputs are (B, L) integer arrays. `attention_mask` is 0 on padding and a positive example id
+    elsewhere (see `attention_allowed`); `position_ids` default to 0..L-1.
+
+    With `pre_layer_norm`, `hidden_states` hold the raw residual stream and `last_hidden_state` is
+    that of the last layer after the final LayerNorm.
+    """
+
+    config: BertConfig
+
+    def setup(self):
+        cfg = self.config
+        self.embeddings = BertEmbeddings(cfg)
+        self.encoder = BertEncoder(cfg)
+        if cfg.pre_layer_norm:
+            self.final_layer_norm = make_layer_norm(cfg)
+        self.pooler = make_dense(cfg, cfg.hidden_size, ("embed", None))
+
+    def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
+                 deterministic: bool = True) -> EncoderOutput:
+        batch_size, length = input_ids.shape
+        if length > self.config.max_position_embeddings:
+            raise ValueError(f"Sequence length {length} exceeds max_position_embeddings="
+                             f"{self.config.max_position_embeddings}; truncate the inputs.")
+        if segment_ids is None:
+            segment_ids = jnp.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = jnp.ones_like(input_ids)
+        if position_ids is None:
+            position_ids = jnp.broadcast_to(jnp.arange(length), (batch_size, length))
+
+        hidden = self.embeddings(input_ids, segment_ids, position_ids, deterministic)
+        hidden_states = self.encoder(hidden, attention_mask, deterministic)
+        last = hidden_states[-1]
+        if self.config.pre_layer_norm:
+            last = self.final_layer_norm(last)
+        pooled = jnp.tanh(self.pooler(last[:, 0]))
+        return EncoderOutput(last, pooled, hidden_states)

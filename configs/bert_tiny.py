@@ -1,0 +1,11 @@
+"""The demo model: BERT-tiny (2 layers, hidden 128), small enough to pretrain on a laptop CPU."""
+
+from configs import common
+
+
+def get_config(arg: str | None = None):
+    config = common.get_config()
+    config.model.variant = "tiny"
+    config.model.vocab_size = 8192  # a SentencePiece vocabulary trained on the built-in corpus
+    config.model.max_position_embeddings = 128
+    return common.apply_arg(config, arg)

@@ -1,0 +1,77 @@
+"""Every config file loads and builds its model; bad keys and values fail naming the key."""
+
+import importlib
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from bertjax.model import VARIANTS, BertConfig
+from configs import common
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG_FILES = sorted(path for path in (ROOT / "configs").glob("*.py") if path.stem not in ("__init__", "common"))
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda path: path.stem)
+def test_every_config_file_loads_and_builds_its_model(path):
+    config = importlib.import_module(f"configs.{path.stem}").get_config()
+    model = BertConfig.from_config(config.model)
+    assert config.model.variant in VARIANTS
+    assert model.num_layers == VARIANTS[config.model.variant]["num_layers"]
+    assert config.is_locked
+
+
+def test_config_argument_overrides_with_the_key_type():
+    from configs import bert_base
+    config = bert_base.get_config("model.dtype=bfloat16,seed=3,model.pre_layer_norm=true,model.hidden_dropout=0")
+    assert (config.seed, config.model.dtype, config.model.pre_layer_norm) == (3, "bfloat16", True)
+    assert isinstance(config.model.hidden_dropout, float)
+    model = BertConfig.from_config(config.model)
+    assert (model.dtype, model.hidden_size, model.hidden_dropout) == ("bfloat16", 768, 0.0)
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("model.hiden_size=3", "unknown key 'model.hiden_size'"),
+    ("modle.dtype=bfloat16", "no config group 'modle'"),
+    ("seed=three", "Config argument 'seed=three'"),
+    ("seed", "not of the form key=value"),
+])
+def test_bad_config_argument_names_the_key(arg, message):
+    with pytest.raises((KeyError, ValueError), match=message):
+        common.apply_arg(common.get_config(), arg)
+
+
+def _run_tool(*args):
+    return subprocess.run([sys.executable, "tools/model_info.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_unknown_override_on_the_command_line_fails_naming_the_key():
+    result = _run_tool("--config", "configs/bert_tiny.py", "--config.model.hiden_size=3")
+    assert result.returncode == 2
+    assert "hiden_size" in result.stderr and "Traceback" not in result.stderr
+    result = _run_tool("--config", "configs/missing.py")
+    assert result.returncode == 2 and "configs/missing.py" in result.stderr
+
+
+def test_model_info_reports_the_parameter_count():
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from bertjax.heads import BertForPretraining
+    from configs import bert_tiny
+
+    result = _run_tool("--config", "configs/bert_tiny.py", "--config.model.num_layers=3", "--seq_length=32",
+                       "--batch_size=2", "--steps=1")
+    assert result.returncode == 0, result.stderr
+    config = BertConfig.from_config(bert_tiny.get_config("model.num_layers=3").model)
+    abstract = jax.eval_shape(lambda: nn.meta.unbox(BertForPretraining(config).init(
+        jax.random.key(0), jnp.ones((1, 4), jnp.int32))))
+    total = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(abstract))
+    assert re.search(r"^\s*total\s+([\d,]+)", result.stdout, re.M).group(1) == f"{total:,}"
+    assert "tokens/s" in result.stdout
