@@ -47,6 +47,8 @@ class BertForPretraining(nn.Module):
 
     Given `masked_positions` (B, P) the MLM head scores only those positions, which saves the
     (B, L, V) logits a full-sequence head would compute; without it every position is scored.
+    Given `cls_positions` (B, E) (rows packed with E examples) the sentence head scores each example's
+    [CLS]; without it, the first position of each row.
     """
 
     config: BertConfig
@@ -57,11 +59,13 @@ class BertForPretraining(nn.Module):
         self.sentence_head = make_dense(self.config, 2, ("embed", None))
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None,
-                 masked_positions=None, *, deterministic: bool = True) -> PretrainingOutput:
+                 masked_positions=None, cls_positions=None, *, deterministic: bool = True) -> PretrainingOutput:
         encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic)
         hidden = encoder.last_hidden_state
         if masked_positions is not None:
             hidden = gather_positions(hidden, masked_positions)
         mlm_logits = self.mlm_head(hidden, self.bert.embeddings.word_embeddings)
-        sentence_logits = self.sentence_head(encoder.pooled_output)
-        return PretrainingOutput(mlm_logits, sentence_logits, encoder)
+        pooled = encoder.pooled_output  # B, D from position 0
+        if cls_positions is not None:  # packed rows: each example's [CLS] -> B, E, D
+            pooled = self.bert.pool(gather_positions(encoder.last_hidden_state, cls_positions))
+        return PretrainingOutput(mlm_logits, self.sentence_head(pooled), encoder)

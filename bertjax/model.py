@@ -303,5 +303,8 @@ class BertModel(nn.Module):
         last = hidden_states[-1]
         if self.config.pre_layer_norm:
             last = self.final_layer_norm(last)
-        pooled = jnp.tanh(self.pooler(last[:, 0]))
-        return EncoderOutput(last, pooled, hidden_states)
+        return EncoderOutput(last, self.pool(last[:, 0]), hidden_states)
+
+    def pool(self, cls_hidden: jax.Array) -> jax.Array:
+        """BERT's pooler: dense + tanh over [CLS] hidden states (..., D)."""
+        return jnp.tanh(self.pooler(cls_hidden))

@@ -20,10 +20,27 @@ def model_config() -> config_dict.ConfigDict:
     return model
 
 
+def data_config() -> config_dict.ConfigDict:
+    data = config_dict.ConfigDict()
+    data.tokenizer = config_dict.placeholder(str)  # a SentencePiece .model, or a WordPiece vocab.txt
+    data.prepared_dir = config_dict.placeholder(str)  # made by tools/prepare_data.py
+    data.max_seq_length = 128
+    data.max_predictions_per_seq = 20  # BERT: 20 at length 128, 80 at 512
+    data.mask_rate = 0.15
+    data.whole_word_masking = False
+    data.sentence_task = "nsp"  # nsp | sop | none
+    data.short_seq_prob = 0.1
+    data.packing = False
+    data.max_examples_per_row = 4  # with packing
+    data.num_workers = 0  # grain worker processes; 0 = in the main process
+    return data
+
+
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
-    config.seed = 0  # parameter initialisation (and, later, data order and dropout)
+    config.seed = 0  # parameter initialisation, data order and masks, dropout
     config.model = model_config()
+    config.data = data_config()
     return config
 
 

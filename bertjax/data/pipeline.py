@@ -1,0 +1,152 @@
+"""The pretraining input pipeline on grain: prepared documents -> sentence pairs -> masked examples ->
+(packed) fixed-shape batches, sharded per JAX process and resumable to the very next batch.
+
+    document indices ─ slice for this process ─ shuffle (anew each epoch) ─ repeat
+      ─ flat map: document -> pairs -> [CLS] A [SEP] B [SEP] -> masked          (seeded by seed, document, epoch)
+      ─ optional packing ─ fixed shapes ─ batch ─ optional worker processes
+
+Every step is a grain dataset, so `iterator.get_state()` / `set_state()` (JSON) restore the exact position.
+A resumed run must use the same `num_workers`: the number of workers changes the order of elements.
+Evaluation datasets read their split once, in order, with epoch-0 masks (the same every evaluation), and
+pad the last batch with examples of weight zero, so every example counts exactly once.
+
+Batch keys: input_ids, segment_ids, attention_mask (B, L); masked_positions, masked_ids, masked_weights
+(B, P); sentence_label, sentence_weights (B,) unless sentence_task is "none". Packed rows also carry
+position_ids (B, L), and per packed example cls_positions, sentence_label, sentence_weights (B, E).
+"""
+
+import functools
+
+import grain
+import numpy as np
+
+from bertjax.data import packing, shards
+from bertjax.data.masking import MaskingTables, mask_example
+from bertjax.data.pairs import SENTENCE_TASKS, document_pairs, randint
+from bertjax.data.tokenizer import Tokenizer
+
+
+class _DocumentExamples(grain.experimental.FlatMapTransform):
+    """(global index, document index) -> that document's masked examples for the epoch, token-aligned."""
+
+    max_fan_out = 1024  # only bounds a MapDataset flat map; this one runs on an IterDataset
+
+    def __init__(self, source: shards.DocumentSource, tokenizer: Tokenizer, data, seed: int, epoch_length: int):
+        self._source = source
+        self._tables = MaskingTables.from_tokenizer(tokenizer)
+        self._cls_id, self._sep_id = tokenizer.cls_id, tokenizer.sep_id
+        self._data = {key: data[key] for key in ("max_seq_length", "max_predictions_per_seq", "mask_rate",
+                                                  "whole_word_masking", "sentence_task", "short_seq_prob")}
+        self._seed, self._epoch_length = seed, epoch_length
+
+    def flat_map(self, element: tuple[int, int]) -> list[dict[str, np.ndarray]]:
+        global_index, document_index = element
+        epoch = global_index // self._epoch_length
+        return self.examples(document_index, epoch)
+
+    def examples(self, document_index: int, epoch: int) -> list[dict[str, np.ndarray]]:
+        data = self._data
+        rng = np.random.default_rng([self._seed, document_index, epoch])
+        single = data["sentence_task"] == "none"
+
+        def random_document(rng):
+            other = document_index
+            for _ in range(10):  # as BERT: another document, if there is one
+                other = randint(rng, 0, len(self._source))
+                if other != document_index:
+                    break
+            return self._source[other]
+
+        pairs = document_pairs(
+            self._source[document_index], rng, max_num_tokens=data["max_seq_length"] - (2 if single else 3),
+            short_seq_prob=data["short_seq_prob"], sentence_task=data["sentence_task"],
+            random_document=random_document)
+        examples = []
+        for tokens_a, tokens_b, label in pairs:
+            pieces = [[self._cls_id], tokens_a, [self._sep_id]]
+            if tokens_b is not None:
+                pieces += [tokens_b, [self._sep_id]]
+            tokens = np.concatenate(pieces).astype(np.int32)
+            segment_ids = np.zeros(len(tokens), np.int32)
+            segment_ids[len(tokens_a) + 2:] = 1
+            masked = mask_example(tokens, rng, self._tables, rate=data["mask_rate"],
+                                  max_predictions=data["max_predictions_per_seq"],
+                                  whole_word=data["whole_word_masking"])
+            examples.append({"input_ids": masked.input_ids, "segment_ids": segment_ids,
+                             "masked_positions": masked.positions, "masked_ids": masked.targets,
+                             "sentence_label": label})
+        return examples
+
+
+def collate(examples: list[dict], *, batch_size: int, max_seq_length: int, max_predictions: int,
+            sentence_task: bool) -> dict[str, np.ndarray]:
+    """Examples -> one fixed-shape batch; rows past the examples (a short last batch) are all zeros:
+    no attention, weight 0."""
+    batch = {name: np.zeros((batch_size, max_seq_length), np.int32)
+             for name in ("input_ids", "segment_ids", "attention_mask")}
+    batch.update({name: np.zeros((batch_size, max_predictions), np.int32)
+                  for name in ("masked_positions", "masked_ids")})
+    batch["masked_weights"] = np.zeros((batch_size, max_predictions), np.float32)
+    for row, example in enumerate(examples):
+        length, predictions = len(example["input_ids"]), len(example["masked_positions"])
+        batch["input_ids"][row, :length] = example["input_ids"]
+        batch["segment_ids"][row, :length] = example["segment_ids"]
+        batch["attention_mask"][row, :length] = 1
+        batch["masked_positions"][row, :predictions] = example["masked_positions"]
+        batch["masked_ids"][row, :predictions] = example["masked_ids"]
+        batch["masked_weights"][row, :predictions] = 1.0
+    if sentence_task:
+        batch["sentence_label"] = np.zeros(batch_size, np.int32)
+        batch["sentence_label"][:len(examples)] = [example["sentence_label"] for example in examples]
+        batch["sentence_weights"] = (np.arange(batch_size) < len(examples)).astype(np.float32)
+    return batch
+
+
+def _with_index(index: int, document_index: int) -> tuple[int, int]:
+    return index, document_index
+
+
+def prediction_slots_per_row(data) -> int:
+    """Prediction slots per row: `max_predictions_per_seq`, plus room for one rounding per packed example."""
+    return data.max_predictions_per_seq + (data.max_examples_per_row if data.packing else 0)
+
+
+def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: int, seed: int, train: bool = True,
+                        process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
+    """Batches of `batch_size` examples (this process's share of the global batch) from `data.prepared_dir`.
+
+    `data` is the config's `data` group. `train=True` shuffles and repeats forever; `train=False` reads the
+    split once in order and pads the last batch.
+    """
+    if data.sentence_task not in SENTENCE_TASKS:
+        raise ValueError(f"data.sentence_task={data.sentence_task!r}: choose one of {SENTENCE_TASKS}.")
+    shards.check_compatible(data.prepared_dir, tokenizer)
+    source = shards.DocumentSource(shards.split_paths(data.prepared_dir, split))
+    indices = grain.MapDataset.range(len(source))[process_index::process_count]  # this process's documents
+    epoch_length = len(indices)
+    if epoch_length == 0:
+        raise ValueError(f"Split {split!r} has {len(source)} documents: too few for {process_count} processes.")
+    if train:
+        indices = indices.shuffle(seed).repeat(None)
+    examples = _DocumentExamples(source, tokenizer, data, seed if train else 0, epoch_length)
+    dataset = indices.map_with_index(_with_index).to_iter_dataset(grain.ReadOptions(num_threads=0))
+    dataset = grain.experimental.FlatMapIterDataset(dataset, examples)
+
+    sentence_task = data.sentence_task != "none"
+    slots = prediction_slots_per_row(data)
+    if data.packing:
+        dataset = dataset.map(functools.partial(packing.token_aligned, sentence_task=sentence_task))
+        dataset = packing.pack(dataset, max_seq_length=data.max_seq_length,
+                               max_examples_per_row=data.max_examples_per_row, num_packing_bins=batch_size)
+        dataset = dataset.map(functools.partial(
+            packing.from_packed, max_predictions=slots, max_examples_per_row=data.max_examples_per_row,
+            sentence_task=sentence_task))
+        dataset = dataset.batch(batch_size, drop_remainder=train, batch_fn=functools.partial(
+            packing.stack, batch_size=batch_size))
+    else:
+        dataset = dataset.batch(batch_size, drop_remainder=train, batch_fn=functools.partial(
+            collate, batch_size=batch_size, max_seq_length=data.max_seq_length, max_predictions=slots,
+            sentence_task=sentence_task))
+    if data.num_workers > 0:
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=data.num_workers))
+    return dataset

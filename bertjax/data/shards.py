@@ -1,0 +1,198 @@
+"""Prepared data: tokenized documents in ArrayRecord shards, with a JSON metadata file.
+
+    DIR/metadata.json                      format, tokenizer fingerprint and vocab size, counts per split
+    DIR/train-00000-of-00004.array_record  one record per document
+    DIR/validation-00000-of-00001.array_record
+
+A record is int32 [number of sentences, each sentence's length..., the token ids...]. Documents go to the
+validation split by a hash of their text (stable whatever the order or the number of workers), and to a
+split's shards in turn. Preparation streams: documents are read, tokenized by worker processes and written
+a window at a time, so memory does not grow with the corpus. The directory appears only when complete: it
+is written beside its final name and renamed into place.
+"""
+
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import pathlib
+import shutil
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from array_record.python.array_record_module import ArrayRecordWriter
+
+from bertjax.data.tokenizer import Tokenizer, load_tokenizer
+
+FORMAT = "bertjax-tokenized-documents"
+VERSION = 1
+SPLITS = ("train", "validation")
+
+
+def encode_document(sentences: Sequence[Sequence[int]]) -> bytes:
+    lengths = [len(sentence) for sentence in sentences]
+    tokens = list(itertools.chain.from_iterable(sentences))
+    return np.array([len(lengths), *lengths, *tokens], np.int32).tobytes()
+
+
+def decode_document(record: bytes) -> list[np.ndarray]:
+    values = np.frombuffer(record, np.int32)
+    count = int(values[0])
+    ends = (np.cumsum(values[1:1 + count]) + 1 + count).tolist()
+    return [values[start:end] for start, end in zip([1 + count] + ends[:-1], ends)]
+
+
+class DocumentSource:
+    """Random access to a split's documents (a grain data source; picklable for worker processes)."""
+
+    def __init__(self, paths: Sequence[str]):
+        import grain
+
+        self._paths = list(paths)
+        self._source = grain.sources.ArrayRecordDataSource(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> list[np.ndarray]:
+        return decode_document(self._source[index])
+
+    def __getstate__(self):
+        return {"paths": self._paths}
+
+    def __setstate__(self, state):
+        self.__init__(state["paths"])
+
+
+def load_metadata(directory: str | pathlib.Path) -> dict:
+    directory = pathlib.Path(directory)
+    path = directory / "metadata.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {directory} is not prepared data; "
+                                "make it with tools/prepare_data.py.")
+    try:
+        metadata = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); prepare the data again.") from None
+    if metadata.get("format") != FORMAT or metadata.get("version") != VERSION:
+        raise ValueError(f"{path}: format {metadata.get('format')!r} version {metadata.get('version')!r}, expected "
+                         f"{FORMAT!r} version {VERSION}; prepare the data again with this bertjax.")
+    return metadata
+
+
+def split_paths(directory: str | pathlib.Path, split: str) -> list[str]:
+    """The shard files of one split, checked to exist and to hold documents."""
+    directory = pathlib.Path(directory)
+    metadata = load_metadata(directory)
+    if split not in metadata["splits"]:
+        raise KeyError(f"{directory} has no split {split!r}; it has {sorted(metadata['splits'])}.")
+    info = metadata["splits"][split]
+    if info["documents"] == 0:
+        raise ValueError(f"Split {split!r} of {directory} holds no documents; prepare more text or change "
+                         "--validation_fraction.")
+    paths = [directory / name for name in info["shards"]]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"Shard(s) missing from {directory}: {', '.join(missing)}; prepare the data again.")
+    return [str(path) for path in paths]
+
+
+def check_compatible(directory: str | pathlib.Path, tokenizer: Tokenizer, model_vocab_size: int | None = None):
+    """Fail before training when the shards, the tokenizer and the model do not belong together."""
+    metadata = load_metadata(directory)
+    if metadata["tokenizer_fingerprint"] != tokenizer.fingerprint:
+        raise ValueError(
+            f"{directory} was prepared with another tokenizer (fingerprint {metadata['tokenizer_fingerprint'][:12]}, "
+            f"from {metadata.get('tokenizer_path')}) than the one configured (fingerprint "
+            f"{tokenizer.fingerprint[:12]}); prepare the data again with this tokenizer, or configure that one.")
+    if model_vocab_size is not None and model_vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"The model's vocab_size={model_vocab_size} is smaller than the tokenizer's "
+                         f"{tokenizer.vocab_size}; set config.model.vocab_size >= {tokenizer.vocab_size}.")
+
+
+# --- preparation ------------------------------------------------------------------------------------------
+
+_worker_tokenizer: Tokenizer | None = None
+
+
+def _init_worker(tokenizer_path: str) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = load_tokenizer(tokenizer_path)
+
+
+def _in_validation(sentences: Sequence[str], fraction: float) -> bool:
+    digest = hashlib.blake2b("\n".join(sentences).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64 < fraction
+
+
+def _tokenize_chunk(job: tuple[list[list[str]], float]) -> list[tuple[bytes, int, int, bool]]:
+    documents, validation_fraction = job
+    flat = [sentence for document in documents for sentence in document]
+    encoded = iter(_worker_tokenizer.encode_batch(flat))
+    results = []
+    for document in documents:
+        sentences = [ids for ids in itertools.islice(encoded, len(document)) if ids]
+        if sentences:
+            results.append((encode_document(sentences), len(sentences), sum(map(len, sentences)),
+                            _in_validation(document, validation_fraction)))
+    return results
+
+
+def prepare(documents: Iterable[list[str]], tokenizer_path: str | pathlib.Path, output_dir: str | pathlib.Path, *,
+            num_shards: int = 4, validation_fraction: float = 0.01, num_workers: int = 2,
+            chunk_documents: int = 256, overwrite: bool = False, source: str = "") -> dict:
+    """Tokenize documents into ArrayRecord shards under `output_dir`; returns the metadata written."""
+    output_dir = pathlib.Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(f"{output_dir} exists; choose another directory or pass --overwrite.")
+    tokenizer = load_tokenizer(tokenizer_path)
+    staging = output_dir.with_name(f".{output_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+
+    shard_counts = {"train": num_shards, "validation": 1}
+    shard_names = {split: [f"{split}-{i:05d}-of-{count:05d}.array_record" for i in range(count)]
+                   for split, count in shard_counts.items()}
+    writers = {split: [ArrayRecordWriter(str(staging / name), "group_size:1") for name in names]
+               for split, names in shard_names.items()}
+    counts = {split: {"documents": 0, "sentences": 0, "tokens": 0} for split in SPLITS}
+    chunks = ((chunk, validation_fraction) for chunk in _batched(documents, chunk_documents))
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(num_workers, initializer=_init_worker, initargs=(str(tokenizer_path),)) as pool:
+        while window := list(itertools.islice(chunks, 4 * num_workers)):  # bounded: a window at a time
+            for results in pool.imap(_tokenize_chunk, window):
+                for record, sentences, tokens, validation in results:
+                    split = "validation" if validation else "train"
+                    count = counts[split]
+                    writers[split][count["documents"] % shard_counts[split]].write(record)
+                    count["documents"] += 1
+                    count["sentences"] += sentences
+                    count["tokens"] += tokens
+    for split_writers in writers.values():
+        for writer in split_writers:
+            writer.close()
+
+    if counts["train"]["documents"] == 0:
+        shutil.rmtree(staging)
+        raise ValueError(f"No training documents were prepared from {source or 'the corpus'}: it is empty, or "
+                         "every document went to validation.")
+    metadata = {
+        "format": FORMAT, "version": VERSION, "source": source,
+        "tokenizer_path": str(tokenizer_path), "tokenizer_fingerprint": tokenizer.fingerprint,
+        "vocab_size": tokenizer.vocab_size, "validation_fraction": validation_fraction,
+        "splits": {split: {"shards": shard_names[split], **counts[split]} for split in SPLITS},
+    }
+    (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    previous = output_dir.with_name(f".{output_dir.name}.previous-{os.getpid()}")
+    if output_dir.exists():  # swap in the new directory; the old one goes only once the new one is in place
+        output_dir.rename(previous)
+    staging.rename(output_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+    return metadata
+
+
+def _batched(items: Iterable, size: int):
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch

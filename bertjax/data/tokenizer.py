@@ -1,0 +1,160 @@
+"""One tokenizer interface over SentencePiece (vocabularies we train) and WordPiece (imported HF checkpoints).
+
+Both give: special ids ([PAD], [UNK], [CLS], [SEP], [MASK]), batch encoding without special tokens (the
+pipeline adds [CLS]/[SEP]), decoding, a per-id `word_start` table (does this token begin a word? used by
+whole-word masking), the ids that masking may draw as random replacements, and a `fingerprint` that
+prepared shards record so that a pipeline never reads shards made by another tokenizer.
+"""
+
+import hashlib
+import io
+import pathlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import sentencepiece as spm
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+class Tokenizer:
+    """The common interface. Subclasses set the ids and tables in `__init__`."""
+
+    vocab_size: int
+    pad_id: int
+    unk_id: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    fingerprint: str  # sha256 of the vocabulary file
+    word_start: np.ndarray  # (V,) bool: token i begins a word
+    special_ids: np.ndarray  # ids that are never masked and never drawn as random replacements
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_batch([text])[0]
+
+    @property
+    def replacement_ids(self) -> np.ndarray:
+        """Ids that masking's "random token" draws from: the vocabulary less the special ids."""
+        keep = np.ones(self.vocab_size, bool)
+        keep[self.special_ids] = False
+        return np.flatnonzero(keep).astype(np.int32)
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """A SentencePiece model trained by `train_sentencepiece` (specials at ids 0-4)."""
+
+    def __init__(self, model: bytes | str | pathlib.Path):
+        if not isinstance(model, bytes):
+            path = pathlib.Path(model)
+            if not path.is_file():
+                raise FileNotFoundError(f"Tokenizer model {path} not found; train one with tools/train_tokenizer.py.")
+            model = path.read_bytes()
+        self.model_bytes = model
+        self._processor = spm.SentencePieceProcessor(model_proto=model)
+        self.vocab_size = self._processor.get_piece_size()
+        ids = [self._processor.piece_to_id(token) for token in SPECIAL_TOKENS]
+        if ids != list(range(len(SPECIAL_TOKENS))):
+            raise ValueError(f"SentencePiece model lacks BERT's special tokens at ids 0-4 (found {ids} for "
+                             f"{SPECIAL_TOKENS}); train it with tools/train_tokenizer.py.")
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids
+        self.fingerprint = hashlib.sha256(model).hexdigest()
+        pieces = [self._processor.id_to_piece(i) for i in range(self.vocab_size)]
+        # "▁" marks a piece that starts a word; byte pieces (<0x..>) continue the one before them.
+        self.word_start = np.array([piece.startswith("▁") for piece in pieces], bool)
+        self.special_ids = np.array(
+            [i for i in range(self.vocab_size) if self._processor.is_control(i) or self._processor.is_unknown(i)]
+            + [self.pad_id], np.int32)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self._processor.encode(list(texts), out_type=int)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._processor.decode([int(i) for i in ids])
+
+    def save(self, path: str | pathlib.Path) -> None:
+        pathlib.Path(path).write_bytes(self.model_bytes)
+
+
+def train_sentencepiece(sentences: Iterable[str], vocab_size: int, model_type: str = "unigram",
+                        character_coverage: float = 0.9995, input_sentence_size: int = 2_000_000,
+                        seed_sentencepiece_size: int = 1_000_000, num_threads: int = 2) -> SentencePieceTokenizer:
+    """Train a SentencePiece model in memory, with [PAD]=0, [UNK]=1 and the control symbols
+    [CLS]=2, [SEP]=3, [MASK]=4. Control symbols are never produced from raw text: a literal "[MASK]"
+    in the corpus is tokenized as ordinary text."""
+    if model_type not in ("unigram", "bpe"):
+        raise ValueError(f"model_type={model_type!r}: choose 'unigram' or 'bpe'.")
+    model = io.BytesIO()
+    counter = {"sentences": 0}
+
+    def counted(stream):
+        for sentence in stream:
+            if sentence.strip():
+                counter["sentences"] += 1
+                yield sentence
+
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=counted(sentences), model_writer=model, vocab_size=vocab_size,
+            model_type=model_type, character_coverage=character_coverage, byte_fallback=True,
+            pad_id=0, pad_piece="[PAD]", unk_id=1, unk_piece="[UNK]", bos_id=-1, eos_id=-1,
+            control_symbols=["[CLS]", "[SEP]", "[MASK]"], input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True, seed_sentencepiece_size=seed_sentencepiece_size,
+            num_threads=num_threads, minloglevel=2, hard_vocab_limit=True)
+    except RuntimeError as error:
+        if counter["sentences"] == 0:
+            raise ValueError("Cannot train a tokenizer on an empty corpus: no non-blank sentence was read.") from None
+        raise ValueError(f"SentencePiece training failed on {counter['sentences']:,} sentences: {error}. "
+                         "A vocabulary too large for the corpus is the usual cause: lower vocab_size.") from None
+    return SentencePieceTokenizer(model.getvalue())
+
+
+class WordPieceTokenizer(Tokenizer):
+    """HF WordPiece (`vocab.txt` or `tokenizer.json`) through the `tokenizers` library, so that text encodes
+    exactly as HF's BertTokenizer encodes it."""
+
+    def __init__(self, path: str | pathlib.Path, lowercase: bool = True):
+        import tokenizers  # only imported checkpoints need it
+
+        path = pathlib.Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"WordPiece vocabulary {path} not found.")
+        if path.suffix == ".json":
+            self._tokenizer = tokenizers.Tokenizer.from_file(str(path))
+        else:
+            self._tokenizer = tokenizers.BertWordPieceTokenizer(str(path), lowercase=lowercase)
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        vocab = self._tokenizer.get_vocab()
+        missing = [token for token in SPECIAL_TOKENS if token not in vocab]
+        if missing:
+            raise ValueError(f"{path} lacks the special tokens {missing}; is it a BERT WordPiece vocabulary?")
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (vocab[t] for t in SPECIAL_TOKENS)
+        self.vocab_size = self._tokenizer.get_vocab_size()
+        self.fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()
+        pieces = sorted(vocab, key=vocab.get)
+        self.word_start = np.array([not piece.startswith("##") for piece in pieces], bool)
+        unused = [vocab[p] for p in pieces if p.startswith("[unused")]
+        self.special_ids = np.array(sorted({vocab[t] for t in SPECIAL_TOKENS} | set(unused)), np.int32)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tokenizer.decode([int(i) for i in ids])
+
+
+def load_tokenizer(path: str | pathlib.Path) -> Tokenizer:
+    """A `.model` file is SentencePiece; `vocab.txt` or `tokenizer.json` is WordPiece."""
+    path = pathlib.Path(path)
+    if path.suffix == ".model":
+        return SentencePieceTokenizer(path)
+    if path.suffix in (".txt", ".json"):
+        return WordPieceTokenizer(path)
+    raise ValueError(f"Tokenizer {path}: expected a SentencePiece .model, a WordPiece vocab.txt or tokenizer.json.")
