@@ -71,7 +71,7 @@ def read_text_files(paths: Sequence[str | pathlib.Path], text_format: str = "ber
 
 def read_tfds(name: str, split: str, text_field: str, data_dir: str | None = None) -> Iterator[Document]:
     """Documents from a prepared TFDS dataset (ArrayRecord format), read through `tfds.data_source`.
-    Each record's `text_field` is one document; blank lines separate its paragraphs."""
+    Each record's `text_field` is one document; each of its lines is split into sentences."""
     import tensorflow_datasets as tfds  # needs no TensorFlow for data_source
 
     source = tfds.data_source(name, split=split, data_dir=data_dir)
@@ -104,6 +104,15 @@ def _stdlib_files() -> list[pathlib.Path]:
     return files
 
 
+def _docstring(node: ast.AST) -> str | None:
+    """The docstring of a module, class or function node (ast.get_docstring would import inspect)."""
+    body = getattr(node, "body", None)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        value = body[0].value.value
+        return value.strip() if isinstance(value, str) else None
+    return None
+
+
 def _docstring_document(docstring: str) -> Document:
     """A docstring -> sentences: paragraphs joined, doctest and indented code lines dropped."""
     sentences = []
@@ -129,8 +138,8 @@ def builtin_documents() -> Iterator[tuple[str, Document]]:
         nodes = [tree] + [node for node in ast.walk(tree)
                           if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
         for node in nodes:
-            docstring = ast.get_docstring(node)
-            if docstring and len(docstring) > MIN_DOCSTRING_CHARS:
+            docstring = _docstring(node)
+            if docstring and len(" ".join(docstring.split())) > MIN_DOCSTRING_CHARS:
                 document = _docstring_document(docstring)
                 if document:
                     yield package, document
@@ -172,7 +181,7 @@ def open_corpus(spec: str) -> Iterator[Document]:
             paths.extend(matches)
         return read_text_files(paths, "bert" if kind == "text" else "paragraphs")
     if kind == "tfds":
-        parts = rest.split(":")
+        parts = re.split(r":(?![^\[]*\])", rest, maxsplit=3)  # no split inside a slice: train[:10%]
         if len(parts) in (3, 4):
             return read_tfds(*parts)
     raise ValueError(f"Corpus {spec!r} is not one of: builtin, text:FILES, paragraphs:FILES, "

@@ -107,8 +107,12 @@ def _with_index(index: int, document_index: int) -> tuple[int, int]:
 
 
 def prediction_slots_per_row(data) -> int:
-    """Prediction slots per row: `max_predictions_per_seq`, plus room for one rounding per packed example."""
-    return data.max_predictions_per_seq + (data.max_examples_per_row if data.packing else 0)
+    """Prediction slots per row. A packed row of E examples holding n_i tokens each predicts
+    sum_i min(P, max(1, round(rate * n_i))) <= rate * L + E tokens, and at most E * P."""
+    if not data.packing:
+        return data.max_predictions_per_seq
+    examples = data.max_examples_per_row
+    return min(examples * data.max_predictions_per_seq, int(data.mask_rate * data.max_seq_length) + examples)
 
 
 def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: int, seed: int, train: bool = True,

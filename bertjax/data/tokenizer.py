@@ -128,6 +128,9 @@ class WordPieceTokenizer(Tokenizer):
         if path.suffix == ".json":
             self._tokenizer = tokenizers.Tokenizer.from_file(str(path))
         else:
+            missing = set(SPECIAL_TOKENS) - set(path.read_text(encoding="utf-8").split("\n"))
+            if missing:
+                raise ValueError(f"{path} lacks the special tokens {sorted(missing)}; is it a BERT WordPiece vocabulary?")
             self._tokenizer = tokenizers.BertWordPieceTokenizer(str(path), lowercase=lowercase)
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
@@ -138,9 +141,9 @@ class WordPieceTokenizer(Tokenizer):
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (vocab[t] for t in SPECIAL_TOKENS)
         self.vocab_size = self._tokenizer.get_vocab_size()
         self.fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()
-        pieces = sorted(vocab, key=vocab.get)
+        pieces = [self._tokenizer.id_to_token(i) or "" for i in range(self.vocab_size)]
         self.word_start = np.array([not piece.startswith("##") for piece in pieces], bool)
-        unused = [vocab[p] for p in pieces if p.startswith("[unused")]
+        unused = [i for i, piece in enumerate(pieces) if piece.startswith("[unused")]
         self.special_ids = np.array(sorted({vocab[t] for t in SPECIAL_TOKENS} | set(unused)), np.int32)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:

@@ -1,0 +1,43 @@
+"""Shared data fixtures: a tokenizer trained on the built-in corpus, and prepared shards of part of it."""
+
+import itertools
+
+import pytest
+
+from bertjax.data import corpus, shards, tokenizer
+
+
+@pytest.fixture(scope="session")
+def builtin_documents():
+    return list(corpus.read_builtin())
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer_path(tmp_path_factory, builtin_documents):
+    path = tmp_path_factory.mktemp("tokenizer") / "builtin.model"
+    sentences = itertools.chain.from_iterable(builtin_documents)
+    tokenizer.train_sentencepiece(sentences, vocab_size=4000).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer(sp_tokenizer_path):
+    return tokenizer.load_tokenizer(sp_tokenizer_path)
+
+
+def write_bert_text(path, documents):
+    path.write_text("\n\n".join("\n".join(document) for document in documents) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory, builtin_documents):
+    return write_bert_text(tmp_path_factory.mktemp("corpus") / "part.txt", builtin_documents[:600])
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(tmp_path_factory, corpus_file, sp_tokenizer_path):
+    output = tmp_path_factory.mktemp("prepared") / "data"
+    shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, output, num_shards=3,
+                   validation_fraction=0.1, num_workers=2)
+    return output

@@ -1,0 +1,47 @@
+"""Preparation: deterministic shards, split by document, errors before work, never a half-written directory."""
+
+import pytest
+
+from bertjax.data import corpus, shards
+
+
+def test_documents_round_trip_through_records():
+    document = [[5, 6, 7], [8], [9, 10]]
+    assert [sentence.tolist() for sentence in shards.decode_document(shards.encode_document(document))] == document
+
+
+def test_prepared_data_matches_the_corpus(prepared_dir, corpus_file, sp_tokenizer):
+    metadata = shards.load_metadata(prepared_dir)
+    documents = list(corpus.read_text_files([corpus_file]))
+    splits = metadata["splits"]
+    assert splits["train"]["documents"] + splits["validation"]["documents"] == len(documents)
+    assert 0.05 < splits["validation"]["documents"] / len(documents) < 0.15  # validation_fraction=0.1
+    assert metadata["tokenizer_fingerprint"] == sp_tokenizer.fingerprint
+    # Every document arrives whole and tokenized as the tokenizer tokenizes it.
+    expected = {tuple(tuple(ids) for ids in sp_tokenizer.encode_batch(document)) for document in documents}
+    found = set()
+    for split in shards.SPLITS:
+        source = shards.DocumentSource(shards.split_paths(prepared_dir, split))
+        found |= {tuple(tuple(sentence.tolist()) for sentence in source[i]) for i in range(len(source))}
+    assert found == expected
+
+
+def test_preparing_again_gives_identical_shards(prepared_dir, corpus_file, sp_tokenizer_path, tmp_path):
+    again = tmp_path / "again"
+    shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, again, num_shards=3,
+                   validation_fraction=0.1, num_workers=1, chunk_documents=7)  # other workers and chunks
+    for path in sorted(prepared_dir.iterdir()):
+        assert (again / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_errors_come_before_work(tmp_path, sp_tokenizer_path, prepared_dir):
+    with pytest.raises(ValueError, match="No training documents"):
+        shards.prepare(iter([]), sp_tokenizer_path, tmp_path / "empty", num_workers=1)
+    assert not (tmp_path / "empty").exists()
+    assert [path.name for path in tmp_path.iterdir()] == []  # no partial directory left behind
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        shards.prepare(iter([["a"]]), sp_tokenizer_path, prepared_dir, num_workers=1)
+    with pytest.raises(FileNotFoundError, match="not prepared data"):
+        shards.load_metadata(tmp_path)
+    with pytest.raises(KeyError, match="no split 'test'"):
+        shards.split_paths(prepared_dir, "test")
