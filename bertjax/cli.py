@@ -1,5 +1,6 @@
-"""What every `tools/` program shares: absl's `app.run`, with bad flags, config files and config
-overrides reported as one message that names the flag, file or key, instead of a traceback."""
+"""What every `tools/` program shares: absl's `app.run`, with bad flags, config files, config overrides and
+bad input (missing files, malformed data, mismatched settings) reported as one message that names the flag,
+file or key, instead of a traceback. `--traceback` shows the traceback of such an error as well."""
 
 import sys
 from collections.abc import Callable
@@ -31,5 +32,20 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
+_TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full traceback of an input or config error.")
+
+# The errors bertjax raises for input a user can fix; anything else keeps its traceback.
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ValueError)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
-    app.run(main, flags_parser=_parse_flags)
+    def guarded(argv):
+        try:
+            return main(argv)
+        except USER_ERRORS as error:
+            if _TRACEBACK.value:
+                raise
+            print(f"{argv[0]}: error: {_message(error)}", file=sys.stderr)
+            sys.exit(1)
+
+    app.run(guarded, flags_parser=_parse_flags)

@@ -8,4 +8,7 @@ def get_config(arg: str | None = None):
     config.model.variant = "tiny"
     config.model.vocab_size = 8192  # a SentencePiece vocabulary trained on the built-in corpus
     config.model.max_position_embeddings = 128
+    # What `make demo` makes from the built-in corpus.
+    config.data.tokenizer = "runs/demo/tokenizer.model"
+    config.data.prepared_dir = "runs/demo/data"
     return common.apply_arg(config, arg)

@@ -2,9 +2,10 @@
 
     python tools/prepare_data.py --tokenizer runs/demo/tokenizer.model --output_dir runs/demo/data
     python tools/prepare_data.py --corpus 'text:wiki/*.txt' --tokenizer wiki.model --output_dir data/wiki \\
-        --num_shards 64 --num_workers 16
+        --num_workers 16
 """
 
+import pathlib
 import resource
 import time
 
@@ -16,10 +17,21 @@ from bertjax.data import corpus, shards
 _CORPUS = flags.DEFINE_string("corpus", "builtin", corpus.open_corpus.__doc__.split("\n\n", 1)[1].strip())
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "SentencePiece .model or WordPiece vocab.txt.", required=True)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to create.", required=True)
-_NUM_SHARDS = flags.DEFINE_integer("num_shards", 4, "Shards of the train split (validation has one).")
+_DOCUMENTS_PER_SHARD = flags.DEFINE_integer(
+    "documents_per_shard", 10_000, "Documents per shard file; bounds the writer's memory (about 90 bytes each).")
 _VALIDATION_FRACTION = flags.DEFINE_float("validation_fraction", 0.02, "Share of documents held out.")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "Tokenizing worker processes.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output_dir if it exists.")
+
+
+def _own_peak_kb() -> int:
+    """This process's peak resident memory. Linux's VmHWM, unlike ru_maxrss, does not carry over the
+    memory of a parent that started this program."""
+    try:
+        status = pathlib.Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main(argv):
@@ -35,10 +47,10 @@ def main(argv):
 
     metadata = shards.prepare(
         counted(corpus.open_corpus(_CORPUS.value)), _TOKENIZER.value, _OUTPUT_DIR.value,
-        num_shards=_NUM_SHARDS.value, validation_fraction=_VALIDATION_FRACTION.value,
+        documents_per_shard=_DOCUMENTS_PER_SHARD.value, validation_fraction=_VALIDATION_FRACTION.value,
         num_workers=_NUM_WORKERS.value, overwrite=_OVERWRITE.value, source=_CORPUS.value)
     seconds = time.perf_counter() - start
-    peak_mb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+    peak_mb = max(_own_peak_kb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     print(f"wrote {_OUTPUT_DIR.value} from {_CORPUS.value} in {seconds:.1f}s "
           f"({characters / 1e6 / seconds:.2f} MB of text/s, peak memory of one process {peak_mb:.0f} MB)")
     for split, info in metadata["splits"].items():

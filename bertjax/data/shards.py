@@ -1,14 +1,15 @@
 """Prepared data: tokenized documents in ArrayRecord shards, with a JSON metadata file.
 
-    DIR/metadata.json                      format, tokenizer fingerprint and vocab size, counts per split
-    DIR/train-00000-of-00004.array_record  one record per document
-    DIR/validation-00000-of-00001.array_record
+    DIR/metadata.json                 format, tokenizer fingerprint and vocab size, counts per split
+    DIR/train-00000.array_record      one record per document, up to `documents_per_shard` per file
+    DIR/validation-00000.array_record
 
 A record is int32 [number of sentences, each sentence's length..., the token ids...]. Documents go to the
-validation split by a hash of their text (stable whatever the order or the number of workers), and to a
-split's shards in turn. Preparation streams: documents are read, tokenized by worker processes and written
-a window at a time, so memory does not grow with the corpus. The directory appears only when complete: it
-is written beside its final name and renamed into place.
+validation split by a hash of their text (stable whatever the order or the number of workers), and fill a
+split's shards in order. Preparation streams: documents are read, tokenized by worker processes and written
+a window at a time; an ArrayRecord writer keeps about 90 bytes per record until it closes, so a shard is
+closed after `documents_per_shard` documents and memory does not grow with the corpus. The directory
+appears only when complete: it is written beside its final name and renamed into place.
 """
 
 import hashlib
@@ -139,8 +140,33 @@ def _tokenize_chunk(job: tuple[list[list[str]], float]) -> list[tuple[bytes, int
     return results
 
 
+class _SplitWriter:
+    """Writes one split's documents into shards of at most `documents_per_shard` records."""
+
+    def __init__(self, directory: pathlib.Path, split: str, documents_per_shard: int):
+        self._directory, self._split, self._per_shard = directory, split, documents_per_shard
+        self._writer = None
+        self.shards: list[str] = []
+        self.counts = {"documents": 0, "sentences": 0, "tokens": 0}
+
+    def write(self, record: bytes, sentences: int, tokens: int) -> None:
+        if self.counts["documents"] % self._per_shard == 0:
+            self.close()
+            self.shards.append(f"{self._split}-{len(self.shards):05d}.array_record")
+            self._writer = ArrayRecordWriter(str(self._directory / self.shards[-1]), "group_size:1")
+        self._writer.write(record)
+        self.counts["documents"] += 1
+        self.counts["sentences"] += sentences
+        self.counts["tokens"] += tokens
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
 def prepare(documents: Iterable[list[str]], tokenizer_path: str | pathlib.Path, output_dir: str | pathlib.Path, *,
-            num_shards: int = 4, validation_fraction: float = 0.01, num_workers: int = 2,
+            documents_per_shard: int = 10_000, validation_fraction: float = 0.01, num_workers: int = 2,
             chunk_documents: int = 256, overwrite: bool = False, source: str = "") -> dict:
     """Tokenize documents into ArrayRecord shards under `output_dir`; returns the metadata written."""
     output_dir = pathlib.Path(output_dir)
@@ -151,37 +177,29 @@ def prepare(documents: Iterable[list[str]], tokenizer_path: str | pathlib.Path, 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
 
-    shard_counts = {"train": num_shards, "validation": 1}
-    shard_names = {split: [f"{split}-{i:05d}-of-{count:05d}.array_record" for i in range(count)]
-                   for split, count in shard_counts.items()}
-    writers = {split: [ArrayRecordWriter(str(staging / name), "group_size:1") for name in names]
-               for split, names in shard_names.items()}
-    counts = {split: {"documents": 0, "sentences": 0, "tokens": 0} for split in SPLITS}
+    writers = {split: _SplitWriter(staging, split, documents_per_shard) for split in SPLITS}
     chunks = ((chunk, validation_fraction) for chunk in _batched(documents, chunk_documents))
     context = multiprocessing.get_context("spawn")
-    with context.Pool(num_workers, initializer=_init_worker, initargs=(str(tokenizer_path),)) as pool:
-        while window := list(itertools.islice(chunks, 4 * num_workers)):  # bounded: a window at a time
-            for results in pool.imap(_tokenize_chunk, window):
-                for record, sentences, tokens, validation in results:
-                    split = "validation" if validation else "train"
-                    count = counts[split]
-                    writers[split][count["documents"] % shard_counts[split]].write(record)
-                    count["documents"] += 1
-                    count["sentences"] += sentences
-                    count["tokens"] += tokens
-    for split_writers in writers.values():
-        for writer in split_writers:
+    try:
+        with context.Pool(num_workers, initializer=_init_worker, initargs=(str(tokenizer_path),)) as pool:
+            while window := list(itertools.islice(chunks, 4 * num_workers)):  # bounded: a window at a time
+                for results in pool.imap(_tokenize_chunk, window):
+                    for record, sentences, tokens, validation in results:
+                        writers["validation" if validation else "train"].write(record, sentences, tokens)
+        for writer in writers.values():
             writer.close()
+        if writers["train"].counts["documents"] == 0:
+            raise ValueError(f"No training documents were prepared from {source or 'the corpus'}: it is empty, "
+                             "or every document went to validation.")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
-    if counts["train"]["documents"] == 0:
-        shutil.rmtree(staging)
-        raise ValueError(f"No training documents were prepared from {source or 'the corpus'}: it is empty, or "
-                         "every document went to validation.")
     metadata = {
         "format": FORMAT, "version": VERSION, "source": source,
         "tokenizer_path": str(tokenizer_path), "tokenizer_fingerprint": tokenizer.fingerprint,
         "vocab_size": tokenizer.vocab_size, "validation_fraction": validation_fraction,
-        "splits": {split: {"shards": shard_names[split], **counts[split]} for split in SPLITS},
+        "splits": {split: {"shards": writer.shards, **writer.counts} for split, writer in writers.items()},
     }
     (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     previous = output_dir.with_name(f".{output_dir.name}.previous-{os.getpid()}")

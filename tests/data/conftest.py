@@ -38,6 +38,6 @@ def corpus_file(tmp_path_factory, builtin_documents):
 @pytest.fixture(scope="session")
 def prepared_dir(tmp_path_factory, corpus_file, sp_tokenizer_path):
     output = tmp_path_factory.mktemp("prepared") / "data"
-    shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, output, num_shards=3,
+    shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, output, documents_per_shard=100,
                    validation_fraction=0.1, num_workers=2)
     return output

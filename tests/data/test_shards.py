@@ -28,7 +28,7 @@ def test_prepared_data_matches_the_corpus(prepared_dir, corpus_file, sp_tokenize
 
 def test_preparing_again_gives_identical_shards(prepared_dir, corpus_file, sp_tokenizer_path, tmp_path):
     again = tmp_path / "again"
-    shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, again, num_shards=3,
+    shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, again, documents_per_shard=100,
                    validation_fraction=0.1, num_workers=1, chunk_documents=7)  # other workers and chunks
     for path in sorted(prepared_dir.iterdir()):
         assert (again / path.name).read_bytes() == path.read_bytes(), path.name

@@ -1,0 +1,51 @@
+"""The data tools as a user runs them: train a tokenizer, prepare shards, look at a batch; errors in one line."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(tool, *args):
+    return subprocess.run([sys.executable, f"tools/{tool}.py", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    from bertjax.data import corpus
+    documents = list(corpus.read_builtin())[:400]
+    path = tmp_path_factory.mktemp("tools") / "corpus.txt"
+    path.write_text("\n\n".join("\n".join(document) for document in documents) + "\n")
+    return path
+
+
+def test_train_prepare_and_show(corpus_file, tmp_path):
+    model, prepared = tmp_path / "tok.model", tmp_path / "data"
+    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output={model}", "--vocab_size=600")
+    assert result.returncode == 0, result.stderr
+    assert "600 pieces" in result.stdout and model.is_file()
+
+    result = _run("prepare_data", f"--corpus=text:{corpus_file}", f"--tokenizer={model}", f"--output_dir={prepared}",
+                  "--validation_fraction=0.1", "--num_workers=1")
+    assert result.returncode == 0, result.stderr
+    metadata = json.loads((prepared / "metadata.json").read_text())
+    assert metadata["splits"]["train"]["documents"] + metadata["splits"]["validation"]["documents"] == 400
+
+    result = _run("show_batch", "--config=configs/bert_tiny.py", f"--config.data.tokenizer={model}",
+                  f"--config.data.prepared_dir={prepared}", "--config.data.sentence_task=sop", "--batches=5")
+    assert result.returncode == 0, result.stderr
+    assert "[CLS]" in result.stdout and "[MASK]" in result.stdout and "sentence task sop" in result.stdout
+
+    # Input errors are one line naming what to fix, not a traceback.
+    result = _run("prepare_data", f"--corpus=text:{corpus_file}", f"--tokenizer={model}", f"--output_dir={prepared}")
+    assert result.returncode == 1 and "--overwrite" in result.stderr and "Traceback" not in result.stderr
+    result = _run("prepare_data", f"--tokenizer={tmp_path / 'none.model'}", f"--output_dir={tmp_path / 'x'}")
+    assert result.returncode == 1 and "none.model not found" in result.stderr
+    result = _run("show_batch", "--config=configs/bert_tiny.py", f"--config.data.tokenizer={model}",
+                  f"--config.data.prepared_dir={tmp_path}")
+    assert result.returncode == 1 and "tools/prepare_data.py" in result.stderr
