@@ -17,12 +17,17 @@ $(STAMP): setup.cfg pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest tests
 
-# The main job on the built-in corpus (the Python standard library's docstrings): what exists so far.
-demo: $(STAMP)
-	$(PY) tools/train_tokenizer.py --output runs/demo/tokenizer.model --vocab_size 8192
-	$(PY) tools/prepare_data.py --tokenizer runs/demo/tokenizer.model --output_dir runs/demo/data --overwrite
-	$(PY) tools/show_batch.py --config configs/bert_tiny.py
-	$(PY) tools/model_info.py --config configs/bert_tiny.py
+# The main job on the built-in corpus (the Python standard library's docstrings): tokenizer, shards, a look at
+# the masked examples, pretraining of BERT-tiny with evaluation, and a report. Reruns resume in runs/demo/pretrain.
+demo: runs/demo/data/metadata.json
+	$(PY) tools/show_batch.py --config configs/bert_tiny.py --show 2
+	$(PY) tools/pretrain.py --config configs/bert_tiny.py --workdir runs/demo/pretrain --unigram_baseline
+
+runs/demo/tokenizer.model: | $(STAMP)
+	$(PY) tools/train_tokenizer.py --output $@ --vocab_size 2048
+
+runs/demo/data/metadata.json: runs/demo/tokenizer.model
+	$(PY) tools/prepare_data.py --tokenizer $< --output_dir runs/demo/data --overwrite
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info runs/demo

@@ -2,10 +2,12 @@
 bad input (missing files, malformed data, mismatched settings) reported as one message that names the flag,
 file or key, instead of a traceback. `--traceback` shows the traceback of such an error as well."""
 
+import pathlib
+import resource
 import sys
 from collections.abc import Callable
 
-from absl import app, flags
+from absl import app, flags, logging
 
 
 def _message(error: BaseException) -> str:
@@ -40,6 +42,8 @@ USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, KeyError,
 
 def run(main: Callable[[list[str]], None]) -> None:
     def guarded(argv):
+        if not flags.FLAGS["verbosity"].present:  # library INFO logs would break up the progress bar
+            logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
         except USER_ERRORS as error:
@@ -49,3 +53,14 @@ def run(main: Callable[[list[str]], None]) -> None:
             sys.exit(1)
 
     app.run(guarded, flags_parser=_parse_flags)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process and the largest of its finished children, in MB. Linux's
+    VmHWM, unlike ru_maxrss, does not carry over the memory of the parent that started this program."""
+    try:
+        status = pathlib.Path("/proc/self/status").read_text()
+        own = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    except (OSError, StopIteration):
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024

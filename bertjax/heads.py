@@ -38,7 +38,7 @@ class MaskedLMHead(nn.Module):
 
 class PretrainingOutput(NamedTuple):
     mlm_logits: jax.Array  # B, P, V at `masked_positions` (B, L, V when scoring every position)
-    sentence_logits: jax.Array  # B, 2: next-sentence (NSP) or sentence-order (SOP) prediction
+    sentence_logits: jax.Array  # B, 2 (B, E, 2 for packed rows): next-sentence or sentence-order prediction
     encoder: EncoderOutput
 
 

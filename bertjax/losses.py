@@ -31,15 +31,33 @@ def _safe_mean(total: jax.Array, weight: jax.Array) -> jax.Array:
     return total / jnp.maximum(weight, 1e-8)  # an all-padding batch gives 0, not NaN
 
 
-def pretraining_loss(output: PretrainingOutput, batch: Mapping[str, jax.Array]):
+def _sentence_weights(batch: Mapping[str, jax.Array]) -> jax.Array:
+    labels = batch["sentence_label"]
+    return batch.get("sentence_weights", jnp.ones(labels.shape, jnp.float32))
+
+
+def pretraining_normalizers(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """The weights a whole batch's mean losses divide by. Passing a full batch's normalizers to the loss of
+    each of its micro-batches makes the accumulated gradient equal to the full batch's."""
+    normalizers = {"mlm": jnp.sum(batch["masked_weights"].astype(jnp.float32))}
+    if "sentence_label" in batch:
+        normalizers["sentence"] = jnp.sum(_sentence_weights(batch).astype(jnp.float32))
+    return normalizers
+
+
+def pretraining_loss(output: PretrainingOutput, batch: Mapping[str, jax.Array],
+                     normalizers: Mapping[str, jax.Array] | None = None):
     """BERT's loss: mean masked-LM cross entropy plus, when the batch has a `sentence_label`, the mean
     sentence-task (NSP or SOP) cross entropy.
 
     Batch keys: `masked_ids` (B, P) targets at `masked_positions`, `masked_weights` (B, P) 1 for real
     predictions and 0 for padding slots; optional `sentence_label` (B,) with `sentence_weights` (B,)
     (0 for padding examples of an evaluation batch; all ones when absent).
+    `normalizers` (default: this batch's, see `pretraining_normalizers`) are what the sums divide by.
     Returns (total loss, metrics): metrics hold `*_sum` and `*_weight` entries to be aggregated.
     """
+    if normalizers is None:
+        normalizers = pretraining_normalizers(batch)
     mlm_loss_sum, mlm_weight = weighted_cross_entropy(
         output.mlm_logits, batch["masked_ids"], batch["masked_weights"])
     metrics = {
@@ -47,16 +65,15 @@ def pretraining_loss(output: PretrainingOutput, batch: Mapping[str, jax.Array]):
         "mlm_correct_sum": weighted_correct(output.mlm_logits, batch["masked_ids"], batch["masked_weights"]),
         "mlm_weight": mlm_weight,
     }
-    total = _safe_mean(mlm_loss_sum, mlm_weight)
+    total = _safe_mean(mlm_loss_sum, normalizers["mlm"])
     if "sentence_label" in batch:
-        labels = batch["sentence_label"]
-        weights = batch.get("sentence_weights", jnp.ones(labels.shape, jnp.float32))
+        labels, weights = batch["sentence_label"], _sentence_weights(batch)
         sentence_loss_sum, sentence_weight = weighted_cross_entropy(output.sentence_logits, labels, weights)
         metrics.update(
             sentence_loss_sum=sentence_loss_sum,
             sentence_correct_sum=weighted_correct(output.sentence_logits, labels, weights),
             sentence_weight=sentence_weight)
-        total = total + _safe_mean(sentence_loss_sum, sentence_weight)
+        total = total + _safe_mean(sentence_loss_sum, normalizers["sentence"])
     return total, metrics
 
 

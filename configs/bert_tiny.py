@@ -1,4 +1,5 @@
-"""The demo model: BERT-tiny (2 layers, hidden 128), small enough to pretrain on a laptop CPU."""
+"""The demo: BERT-tiny (2 layers, hidden 128) pretrained on the built-in corpus in about ten minutes on a
+2-core CPU. `make demo` makes its tokenizer and data under runs/demo/ first."""
 
 from configs import common
 
@@ -6,9 +7,19 @@ from configs import common
 def get_config(arg: str | None = None):
     config = common.get_config()
     config.model.variant = "tiny"
-    config.model.vocab_size = 8192  # a SentencePiece vocabulary trained on the built-in corpus
+    # A 2,048-piece SentencePiece vocabulary suits a 1.9 MB corpus (425k tokens at 8,192 pieces).
+    config.model.vocab_size = 2048
     config.model.max_position_embeddings = 128
-    # What `make demo` makes from the built-in corpus.
     config.data.tokenizer = "runs/demo/tokenizer.model"
     config.data.prepared_dir = "runs/demo/data"
+    config.data.packing = True  # docstrings are short: packing raises real tokens per row from ~77 to ~115
+    # 2,500 updates of 32 rows: about 9 minutes at ~4.4 steps/s on 2 cores.
+    config.train.num_steps = 2500
+    config.train.global_batch_size = 32
+    config.train.eval_batch_size = 64
+    config.train.log_every = 50
+    config.train.eval_every = 500
+    config.train.checkpoint_every = 500
+    config.optim.learning_rate = 2e-3  # a tiny model and a short run take a larger rate than BERT-base's 1e-4
+    config.optim.warmup_steps = 100
     return common.apply_arg(config, arg)

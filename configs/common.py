@@ -36,11 +36,43 @@ def data_config() -> config_dict.ConfigDict:
     return data
 
 
+def optim_config() -> config_dict.ConfigDict:
+    optim = config_dict.ConfigDict()
+    optim.name = "adamw"  # adamw | lamb
+    optim.learning_rate = 1e-4  # the peak, after warmup
+    optim.b1 = 0.9
+    optim.b2 = 0.999
+    optim.eps = 1e-6
+    optim.weight_decay = 0.01  # not on LayerNorm parameters and biases
+    optim.schedule = "linear"  # linear | cosine | wsd | constant
+    optim.warmup_steps = 10_000
+    optim.end_lr_ratio = 0.0  # the final learning rate as a fraction of the peak
+    optim.decay_fraction = 0.1  # wsd: the share of training spent decaying
+    optim.clip_norm = 1.0  # global gradient norm; 0 = no clipping
+    return optim
+
+
+def train_config() -> config_dict.ConfigDict:
+    train = config_dict.ConfigDict()
+    train.num_steps = 1_000_000
+    train.global_batch_size = 256  # sequences per update, over all processes and accumulation steps
+    train.accumulation_steps = 1  # micro-batches per update; the update equals one batch of the whole size
+    train.eval_batch_size = 256
+    train.log_every = 100
+    train.eval_every = 10_000  # 0 = only at the end
+    train.checkpoint_every = 10_000
+    train.keep_checkpoints = 3
+    train.init_checkpoint = config_dict.placeholder(str)  # weights to start from: a bertjax run or an HF folder
+    return train
+
+
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0  # parameter initialisation, data order and masks, dropout
     config.model = model_config()
     config.data = data_config()
+    config.optim = optim_config()
+    config.train = train_config()
     return config
 
 

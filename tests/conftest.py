@@ -1,7 +1,50 @@
-"""Test set-up: eight fake CPU devices (set before JAX is imported) so mesh tests run anywhere."""
+"""Test set-up: eight fake CPU devices (set before JAX is imported) so mesh tests run anywhere; and shared
+data fixtures: a tokenizer trained on the built-in corpus, and prepared shards of part of it."""
 
 import os
 
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import itertools  # noqa: E402
+
+import pytest  # noqa: E402
+
+from bertjax.data import corpus, shards, tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def builtin_documents():
+    return list(corpus.read_builtin())
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer_path(tmp_path_factory, builtin_documents):
+    path = tmp_path_factory.mktemp("tokenizer") / "builtin.model"
+    sentences = itertools.chain.from_iterable(builtin_documents)
+    tokenizer.train_sentencepiece(sentences, vocab_size=4000).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer(sp_tokenizer_path):
+    return tokenizer.load_tokenizer(sp_tokenizer_path)
+
+
+def write_bert_text(path, documents):
+    path.write_text("\n\n".join("\n".join(document) for document in documents) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory, builtin_documents):
+    return write_bert_text(tmp_path_factory.mktemp("corpus") / "part.txt", builtin_documents[:600])
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(tmp_path_factory, corpus_file, sp_tokenizer_path):
+    output = tmp_path_factory.mktemp("prepared") / "data"
+    shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, output, documents_per_shard=100,
+                   validation_fraction=0.1, num_workers=2)
+    return output

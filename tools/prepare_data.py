@@ -5,8 +5,6 @@
         --num_workers 16
 """
 
-import pathlib
-import resource
 import time
 
 from absl import flags
@@ -22,16 +20,6 @@ _DOCUMENTS_PER_SHARD = flags.DEFINE_integer(
 _VALIDATION_FRACTION = flags.DEFINE_float("validation_fraction", 0.02, "Share of documents held out.")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "Tokenizing worker processes.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output_dir if it exists.")
-
-
-def _own_peak_kb() -> int:
-    """This process's peak resident memory. Linux's VmHWM, unlike ru_maxrss, does not carry over the
-    memory of a parent that started this program."""
-    try:
-        status = pathlib.Path("/proc/self/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main(argv):
@@ -50,7 +38,7 @@ def main(argv):
         documents_per_shard=_DOCUMENTS_PER_SHARD.value, validation_fraction=_VALIDATION_FRACTION.value,
         num_workers=_NUM_WORKERS.value, overwrite=_OVERWRITE.value, source=_CORPUS.value)
     seconds = time.perf_counter() - start
-    peak_mb = max(_own_peak_kb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    peak_mb = cli.peak_memory_mb()
     print(f"wrote {_OUTPUT_DIR.value} from {_CORPUS.value} in {seconds:.1f}s "
           f"({characters / 1e6 / seconds:.2f} MB of text/s, peak memory of one process {peak_mb:.0f} MB)")
     for split, info in metadata["splits"].items():

@@ -1,9 +1,9 @@
 """BERT's masked-LM input corruption, on the fly, in numpy.
 
 Masking runs in the input pipeline rather than inside the jitted step: each example's mask is a function
-of (seed, example index, epoch) alone, whatever the batch it lands in, the number of devices or hosts, or
-the place a resumed run starts from; and it costs the accelerator nothing (about 15 us per example of length 128 on
-one CPU core, see benchmarks/data_throughput.py).
+of (seed, document, epoch) alone, whatever the batch it lands in, the number of devices or hosts, or the
+place a resumed run starts from; and it costs the accelerator nothing (about 15 us per example of length
+128 on one CPU core; the whole pipeline's rate is in docs/performance.md).
 
 The rule is google-research/bert's: predict round(15% of the example's tokens) (at least one, at most
 `max_predictions`), chosen at random among the non-special tokens — whole words at a time with whole-word

@@ -1,0 +1,125 @@
+"""Checkpoints: the one wrapper over orbax's `CheckpointManager`.
+
+A checkpoint holds the train state (parameters, optimizer state, step, dropout key), the data iterator's
+state and a small JSON record, under `WORKDIR/checkpoints/STEP/`. orbax writes each checkpoint into a
+temporary directory and renames it when complete, so a run killed mid-save leaves the previous one intact.
+Saves are asynchronous: training goes on while the files are written.
+
+Resume precedence (`restore_or_init`): the work directory's latest checkpoint (everything: exact resume),
+else `init_checkpoint` (parameters only: continued pretraining or fine-tuning), else fresh initialisation.
+"""
+
+import json
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from bertjax import convert
+
+
+class Checkpointer:
+    def __init__(self, workdir: str | pathlib.Path, *, keep: int):
+        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            item_names=("state", "data_iterator", "record"))
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, data_iterator, record: dict) -> None:
+        """Start writing a checkpoint of `step` in the background (the caller decides when one is due)."""
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data_iterator=grain.checkpoint.CheckpointSave(data_iterator),
+            record=ocp.args.JsonSave(record)), force=True)
+
+    def restore(self, step: int, abstract_state: Any, data_iterator) -> tuple[Any, dict]:
+        """The state at `step` onto `abstract_state`'s shapes and shardings; sets the iterator's position."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            data_iterator=grain.checkpoint.CheckpointRestore(data_iterator),
+            record=ocp.args.JsonRestore()))
+        return restored.state, restored.record
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def _latest_step_directory(path: pathlib.Path) -> pathlib.Path:
+    """A run directory, its `checkpoints/`, or one step's directory -> the step directory to read."""
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if (path / "state").is_dir():
+        return path
+    steps = sorted((int(child.name), child) for child in path.iterdir() if child.name.isdigit() and child.is_dir())
+    if not steps:
+        raise FileNotFoundError(f"init_checkpoint {path}: no checkpoint there (expected a run directory, its "
+                                "checkpoints/ directory, a step directory, or an HF BERT folder).")
+    return steps[-1][1]
+
+
+def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
+    """Parameters from another run's checkpoint (only those `abstract_params` names) or an HF BERT folder
+    (`config.json` + `model.safetensors`). Shapes must fit the current model."""
+    path = pathlib.Path(path)
+    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+        _, params, absent = convert.load_hf_bert(path)
+        missing = sorted(set(abstract_params) - set(params))
+        if missing:
+            raise ValueError(f"init_checkpoint {path} has no {missing} (absent: {absent}).")
+        return jax.tree.map(lambda want, have: _fit(want, have, path), abstract_params,
+                            {name: params[name] for name in abstract_params})
+    step_dir = _latest_step_directory(path)
+    checkpointer = ocp.PyTreeCheckpointer()
+    restored = checkpointer.restore(step_dir / "state", args=ocp.args.PyTreeRestore(
+        item={"params": abstract_params}, partial_restore=True,
+        restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params})))
+    return jax.tree.map(lambda want, have: _fit(want, have, step_dir), abstract_params, restored["params"])
+
+
+def _fit(want: jax.ShapeDtypeStruct, have, source) -> jax.Array:
+    if tuple(want.shape) != tuple(have.shape):
+        raise ValueError(f"init_checkpoint {source}: a tensor of shape {tuple(have.shape)} where the model has "
+                         f"{tuple(want.shape)}; the checkpoint's model config differs from this run's.")
+    return jax.numpy.asarray(have, want.dtype)
+
+
+def restore_or_init(checkpointer: Checkpointer, abstract_state: Any, init_state: Callable[[], Any],
+                    data_iterator, init_checkpoint: str | None, with_params: Callable[[Any, Any], Any],
+                    identity: dict | None = None):
+    """(state, how): resume from the work directory, else start from `init_checkpoint`'s parameters, else
+    fresh. `with_params(state, params)` puts loaded parameters into a fresh state. A checkpoint whose record
+    disagrees with `identity` (say, another tokenizer's fingerprint) is refused."""
+    step = checkpointer.latest_step()
+    if step is not None:
+        state, record = checkpointer.restore(step, abstract_state, data_iterator)
+        for key, value in (identity or {}).items():
+            if key in record and record[key] != value:
+                raise ValueError(f"{checkpointer.directory / str(step)} was written with {key}={record[key]!r}, this "
+                                 f"run has {value!r}; use another --workdir, or the settings of that run.")
+        how = f"resumed from {checkpointer.directory / str(step)} (step {step})"
+    elif init_checkpoint:
+        params = load_params(init_checkpoint, abstract_state.params)
+        state = with_params(init_state(), params)
+        how = f"initialised from the parameters of {init_checkpoint}; optimizer and data start fresh"
+    else:
+        state = init_state()
+        how = "initialised fresh"
+    logging.info("Train state %s.", how)
+    return state, how
+
+
+def write_json(path: pathlib.Path, value: dict) -> None:
+    """Write JSON atomically: a reader never sees a half-written file."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    partial.replace(path)

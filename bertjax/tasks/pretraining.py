@@ -1,0 +1,96 @@
+"""The pretraining task: BERT's masked LM plus the sentence task, on the prepared-shards pipeline.
+
+A task is what the one train loop (`bertjax.train`) needs to know of a job: its model and parameters, its
+loss and metric sums, its datasets, and how to summarise metrics. Fine-tuning tasks provide the same.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bertjax import losses
+from bertjax.data import pipeline, shards, tokenizer
+from bertjax.heads import BertForPretraining
+from bertjax.model import BertConfig
+
+
+class PretrainingTask:
+    name = "pretraining"
+
+    def __init__(self, config):
+        self.model_config = BertConfig.from_config(config.model)
+        self.model = BertForPretraining(self.model_config)
+        self.data = config.data
+        for key in ("tokenizer", "prepared_dir"):
+            if not config.data[key]:
+                raise ValueError(f"config.data.{key} is not set; pass --config.data.{key}=... "
+                                 "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
+        if config.data.max_seq_length > self.model_config.max_position_embeddings:
+            raise ValueError(f"data.max_seq_length={config.data.max_seq_length} exceeds the model's "
+                             f"max_position_embeddings={self.model_config.max_position_embeddings}.")
+        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
+        shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
+        # Recorded in each checkpoint; resuming with other values is refused.
+        self.identity = {"task": self.name, "tokenizer_fingerprint": self.tokenizer.fingerprint}
+
+    # --- data -----------------------------------------------------------------------------------------------
+    def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
+                process_count: int = 1):
+        return pipeline.pretraining_dataset(self.data, self.tokenizer, split, batch_size=batch_size, seed=seed,
+                                            train=train, process_index=process_index, process_count=process_count)
+
+    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        """An all-padding batch of the pipeline's shapes, to initialise and compile with."""
+        slots = pipeline.prediction_slots_per_row(self.data)
+        batch = pipeline.collate([], batch_size=batch_size, max_seq_length=self.data.max_seq_length,
+                                 max_predictions=slots, sentence_task=self.data.sentence_task != "none")
+        if self.data.packing:
+            examples = self.data.max_examples_per_row
+            batch["position_ids"] = np.zeros_like(batch["input_ids"])
+            batch["cls_positions"] = np.zeros((batch_size, examples), np.int32)
+            if "sentence_label" in batch:
+                batch["sentence_label"] = np.zeros((batch_size, examples), np.int32)
+                batch["sentence_weights"] = np.zeros((batch_size, examples), np.float32)
+        return batch
+
+    @staticmethod
+    def real_tokens(batch) -> int:
+        return int(np.count_nonzero(batch["attention_mask"]))
+
+    # --- model ----------------------------------------------------------------------------------------------
+    def init_params(self, rng: jax.Array, batch):
+        return nn.meta.unbox(self.model.init(rng, **self._inputs(batch))["params"])
+
+    @staticmethod
+    def _inputs(batch):
+        names = ("input_ids", "segment_ids", "attention_mask", "position_ids", "masked_positions", "cls_positions")
+        return {name: batch[name] for name in names if name in batch}
+
+    def loss(self, params, batch, rng: jax.Array | None, normalizers=None):
+        """(loss, metric sums); dropout is on when `rng` is given."""
+        output = self.model.apply({"params": params}, **self._inputs(batch), deterministic=rng is None,
+                                  rngs={"dropout": rng} if rng is not None else {})
+        return losses.pretraining_loss(output, batch, normalizers)
+
+    normalizers = staticmethod(losses.pretraining_normalizers)
+    summarize = staticmethod(losses.summarize)
+
+    def unigram_baseline(self, batch_size: int) -> dict[str, float]:
+        """What a model without context scores on the validation split's masked tokens: accuracy of always
+        guessing the training split's most frequent token, and cross entropy of its unigram distribution
+        (add-one smoothed). Reads the whole training split once."""
+        counts = np.zeros(self.tokenizer.vocab_size, np.int64)
+        source = shards.DocumentSource(shards.split_paths(self.data.prepared_dir, "train"))
+        for index in range(len(source)):
+            for sentence in source[index]:
+                counts += np.bincount(sentence, minlength=len(counts))
+        counts[self.tokenizer.special_ids] = 0
+        log_probabilities = np.log((counts + 1) / (counts + 1).sum())
+        correct = total = loss = 0.0
+        for batch in self.dataset("validation", batch_size=batch_size, seed=0, train=False):
+            targets = batch["masked_ids"][batch["masked_weights"] > 0]
+            correct += np.sum(targets == np.argmax(counts))
+            loss -= np.sum(log_probabilities[targets])
+            total += len(targets)
+        return {"mlm_accuracy": correct / max(total, 1), "mlm_loss": loss / max(total, 1)}

@@ -1,0 +1,199 @@
+"""The one train loop, used by pretraining and fine-tuning alike, and its pure step functions.
+
+A task (`bertjax.tasks.*`) supplies the model's parameters, loss, metric sums and datasets; this module
+owns the train state, the jitted steps (compiled in `compile_steps`, the one jit site), checkpoints,
+evaluation and reporting.
+"""
+
+import functools
+import pathlib
+import time
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from bertjax import checkpoint, reporting
+from bertjax.optim import learning_rate_schedule, make_optimizer
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # () int32: updates done
+    params: Any
+    opt_state: Any
+    dropout_key: jax.Array  # (2,) uint32; each step's dropout key is folded from it and the step
+
+
+def init_train_state(task, optimizer: optax.GradientTransformation, seed: int, batch) -> TrainState:
+    init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
+    params = task.init_params(init_key, batch)
+    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), dropout_key)
+
+
+def _add(left, right):
+    return jax.tree.map(jnp.add, left, right)
+
+
+def train_step(state: TrainState, batch, *, task, optimizer: optax.GradientTransformation,
+               accumulation_steps: int = 1) -> tuple[TrainState, dict]:
+    """One update from one global batch, in `accumulation_steps` micro-batches whose summed gradients equal
+    the whole batch's (each micro-batch's losses divide by the whole batch's weights). Returns the new
+    state and this step's metric sums."""
+    normalizers = task.normalizers(batch)
+    step_key = jax.random.fold_in(state.dropout_key, state.step)
+    gradient = jax.value_and_grad(task.loss, has_aux=True)
+    if accumulation_steps == 1:
+        (loss, sums), grads = gradient(state.params, batch, step_key, normalizers)
+    else:
+        micro_batches = jax.tree.map(lambda x: x.reshape(accumulation_steps, -1, *x.shape[1:]), batch)
+
+        def accumulate(totals, inputs):
+            index, micro_batch = inputs
+            return _add(totals, gradient(state.params, micro_batch, jax.random.fold_in(step_key, index),
+                                         normalizers)), None
+
+        first = jax.tree.map(lambda x: x[0], micro_batches)
+        zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(gradient, state.params, first, step_key, normalizers))
+        ((loss, sums), grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(accumulation_steps), micro_batches))
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+    return state, {**sums, "loss_sum": loss, "grad_norm_sum": optax.tree.norm(grads), "steps": jnp.ones(())}
+
+
+def eval_step(params, batch, *, task) -> dict:
+    """Metric sums of one evaluation batch (no dropout); padding examples weigh nothing."""
+    return task.loss(params, batch, None)[1]
+
+
+def compile_steps(task, optimizer, accumulation_steps: int):
+    """The jitted train and eval steps: the train state's buffers are donated to the new state."""
+    train = jax.jit(functools.partial(train_step, task=task, optimizer=optimizer,
+                                      accumulation_steps=accumulation_steps), donate_argnums=(0,))
+    evaluate = jax.jit(functools.partial(eval_step, task=task))
+    return train, evaluate
+
+
+def count_parameters(params) -> int:
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def _flops(compiled) -> float | None:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else {}
+    return float(analysis["flops"]) if analysis and "flops" in analysis else None
+
+
+def evaluate(task, evaluate_step, params, *, batch_size: int) -> tuple[dict[str, float], int]:
+    """Metrics over the whole validation split, and the number of real tokens read."""
+    dataset = task.dataset("validation", batch_size=batch_size, seed=0, train=False,
+                           process_index=jax.process_index(), process_count=jax.process_count())
+    totals, tokens = None, 0
+    for batch in dataset:
+        tokens += task.real_tokens(batch)
+        sums = evaluate_step(params, jax.device_put(batch))
+        totals = sums if totals is None else _add(totals, sums)
+    return task.summarize(jax.device_get(totals)), tokens
+
+
+def _summary(sums: dict, seconds: float, tokens: int, learning_rate: float, task) -> dict[str, float]:
+    sums = jax.device_get(sums)
+    steps = float(sums["steps"])
+    return {**task.summarize(sums), "loss": float(sums["loss_sum"]) / steps,
+            "grad_norm": float(sums["grad_norm_sum"]) / steps, "learning_rate": learning_rate,
+            "tokens_per_second": tokens / max(seconds, 1e-9), "steps_per_second": steps / max(seconds, 1e-9)}
+
+
+def check_batch_sizes(train, process_count: int) -> int:
+    """The per-process batch, after checking that the global batch divides as configured."""
+    divisor = process_count * train.accumulation_steps
+    if train.global_batch_size % divisor:
+        raise ValueError(f"train.global_batch_size={train.global_batch_size} does not divide into "
+                         f"{process_count} process(es) x {train.accumulation_steps} accumulation step(s); "
+                         f"choose a multiple of {divisor}.")
+    if train.eval_batch_size % process_count:
+        raise ValueError(f"train.eval_batch_size={train.eval_batch_size} does not divide into {process_count} "
+                         "processes.")
+    return train.global_batch_size // process_count
+
+
+def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, float]:
+    """Train `task` for `config.train.num_steps` updates in `workdir`, resuming from its latest checkpoint;
+    evaluate every `eval_every` steps and at the end. Returns the final evaluation metrics."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    train_config = config.train
+    if jax.process_index() == 0:
+        checkpoint.write_json(workdir / "config.json", config.to_dict())  # also proves the directory writable
+    batch_size = check_batch_sizes(train_config, jax.process_count())
+    optimizer = make_optimizer(config.optim, train_config.num_steps)
+    schedule = learning_rate_schedule(config.optim, train_config.num_steps)
+
+    iterator = iter(task.dataset("train", batch_size=batch_size, seed=config.seed, train=True,
+                                 process_index=jax.process_index(), process_count=jax.process_count()))
+    example = task.example_batch(batch_size)
+    fresh_state = functools.partial(init_train_state, task, optimizer, config.seed, example)
+    abstract_state = jax.eval_shape(fresh_state)
+    checkpointer = checkpoint.Checkpointer(workdir, keep=train_config.keep_checkpoints)
+    state, how = checkpoint.restore_or_init(
+        checkpointer, abstract_state, jax.jit(fresh_state), iterator, train_config.init_checkpoint,
+        with_params=lambda state, params: state.replace(params=params, opt_state=optimizer.init(params)),
+        identity=task.identity)
+    start_step = int(state.step)
+
+    train_step_fn, eval_step_fn = compile_steps(task, optimizer, train_config.accumulation_steps)
+    compiled = train_step_fn.lower(state, example).compile()
+    flops = _flops(compiled)
+    writer, progress = reporting.MetricWriter(workdir), reporting.Progress(start_step, train_config.num_steps)
+    progress.write(
+        f"{task.name}: {count_parameters(state.params):,} parameters; "
+        + (f"{flops / 1e9:,.1f} GFLOPs per step (XLA); " if flops else "")
+        + f"global batch {train_config.global_batch_size} = {jax.process_count()} process(es) x {batch_size}"
+        + (f" in {train_config.accumulation_steps} micro-batches" if train_config.accumulation_steps > 1 else "")
+        + f"; {jax.device_count()} {jax.devices()[0].platform} device(s); {how}")
+
+    sums, window_start, window_tokens, last_eval = None, time.perf_counter(), 0, None
+    try:
+        for step in range(start_step + 1, train_config.num_steps + 1):
+            batch = next(iterator)
+            window_tokens += task.real_tokens(batch)
+            state, step_sums = compiled(state, jax.device_put(batch))
+            sums = step_sums if sums is None else _add(sums, step_sums)
+            progress.update()
+            if step % train_config.log_every == 0 or step == train_config.num_steps:
+                metrics = _summary(sums, time.perf_counter() - window_start, window_tokens,
+                                   float(schedule(step - 1)), task)
+                writer.write(step, "train", metrics)
+                progress.show(loss=metrics["loss"], tokens_per_s=f"{metrics['tokens_per_second']:,.0f}")
+                sums, window_start, window_tokens = None, time.perf_counter(), 0
+            if train_config.checkpoint_every and step % train_config.checkpoint_every == 0:
+                checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
+            if train_config.eval_every and step % train_config.eval_every == 0 and step < train_config.num_steps:
+                last_eval = _run_evaluation(task, eval_step_fn, state, step, train_config, writer, progress)
+        final_step = int(state.step)
+        if checkpointer.latest_step() != final_step:
+            checkpointer.save(final_step, state, iterator, {"step": final_step, **task.identity})
+        if last_eval is None or last_eval[0] != final_step:
+            last_eval = _run_evaluation(task, eval_step_fn, state, final_step, train_config, writer, progress)
+    finally:
+        checkpointer.wait()
+        checkpointer.close()
+        progress.close()
+        writer.close()
+    return last_eval[1]
+
+
+def _run_evaluation(task, eval_step_fn, state, step, train_config, writer, progress):
+    start = time.perf_counter()
+    metrics, tokens = evaluate(task, eval_step_fn, state.params,
+                               batch_size=train_config.eval_batch_size // jax.process_count())
+    writer.write(step, "eval", metrics)
+    shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+    progress.write(f"step {step} evaluation ({tokens:,} tokens, {time.perf_counter() - start:.1f}s): {shown}")
+    logging.info("Evaluation at step %d: %s", step, metrics)
+    return step, metrics

@@ -1,0 +1,151 @@
+"""The train loop: exact resume, accumulation equal to one large batch, starting points, reports."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bertjax import checkpoint, train
+from bertjax.optim import make_optimizer
+from bertjax.tasks.pretraining import PretrainingTask
+from configs import common
+
+
+def _config(prepared_dir, sp_tokenizer_path, **train_overrides):
+    config = common.get_config()
+    config.model.variant = "tiny"
+    config.model.update(vocab_size=4000, hidden_size=32, num_heads=2, intermediate_size=64,
+                        max_position_embeddings=64)
+    config.data.update(tokenizer=str(sp_tokenizer_path), prepared_dir=str(prepared_dir), max_seq_length=64,
+                       max_predictions_per_seq=10)
+    config.optim.update(learning_rate=1e-3, warmup_steps=2)
+    config.train.update(num_steps=6, global_batch_size=8, eval_batch_size=16, log_every=2, eval_every=3,
+                        checkpoint_every=3, keep_checkpoints=5)
+    config.train.update(**train_overrides)
+    return config
+
+
+def _params_at(workdir, step, abstract):
+    step_dir = workdir / "checkpoints" / str(step)
+    return checkpoint.load_params(step_dir, abstract)
+
+
+def _leaves(tree):
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
+
+
+def test_stopped_and_resumed_run_equals_uninterrupted_run(prepared_dir, sp_tokenizer_path, tmp_path, monkeypatch):
+    config = _config(prepared_dir, sp_tokenizer_path)
+    task = PretrainingTask(config)
+    uninterrupted = train.train_and_evaluate(config, tmp_path / "whole", task)
+
+    # Stop the second run while it fetches the batch of step 4, after the checkpoint of step 3.
+    calls = {"count": 0}
+    real_tokens = PretrainingTask.real_tokens
+
+    def stop_at_step_four(batch):
+        calls["count"] += len(batch["input_ids"]) == 8  # training batches only, not evaluation's
+        if calls["count"] == 4:
+            raise KeyboardInterrupt
+        return real_tokens(batch)
+
+    monkeypatch.setattr(task, "real_tokens", stop_at_step_four)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(config, tmp_path / "stopped", task)
+    monkeypatch.undo()
+    assert sorted(int(p.name) for p in (tmp_path / "stopped" / "checkpoints").iterdir()) == [3]
+
+    resumed = train.train_and_evaluate(config, tmp_path / "stopped", PretrainingTask(config))
+    assert resumed == uninterrupted  # the same evaluation, to the last bit
+    abstract = jax.eval_shape(lambda: task.init_params(jax.random.PRNGKey(0), task.example_batch(8)))
+    for whole, stopped in zip(_leaves(_params_at(tmp_path / "whole", 6, abstract)),
+                              _leaves(_params_at(tmp_path / "stopped", 6, abstract))):
+        np.testing.assert_array_equal(whole, stopped)
+    # The training metrics of steps 5-6 match too.
+    def last_train_record(workdir):
+        records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+        record = [r for r in records if r["split"] == "train"][-1]
+        return {k: v for k, v in record.items() if k in ("step", "loss", "mlm_loss", "mlm_accuracy", "grad_norm")}
+
+    assert last_train_record(tmp_path / "whole") == last_train_record(tmp_path / "stopped")
+
+
+def test_accumulated_micro_batches_equal_one_large_batch(prepared_dir, sp_tokenizer_path):
+    config = _config(prepared_dir, sp_tokenizer_path, global_batch_size=32)
+    config.model.update(hidden_dropout=0.0, attention_dropout=0.0)
+    task = PretrainingTask(config)
+    batch = jax.device_put(next(iter(task.dataset("train", batch_size=32, seed=0, train=True))))
+    optimizer = make_optimizer(config.optim, 10)
+    state = train.init_train_state(task, optimizer, 0, batch)
+    results = {}
+    for steps in (1, 4):
+        step_fn, _ = train.compile_steps(task, optimizer, steps)
+        copy = jax.tree.map(jnp.copy, state)  # the step donates its input
+        results[steps] = step_fn(copy, batch)
+    (one_state, one_sums), (four_state, four_sums) = results[1], results[4]
+    for one, four in zip(_leaves(one_state.params), _leaves(four_state.params)):
+        np.testing.assert_allclose(four, one, rtol=1e-5, atol=1e-6)
+    for name in one_sums:
+        np.testing.assert_allclose(four_sums[name], one_sums[name], rtol=1e-5)
+
+
+def test_init_checkpoint_takes_weights_only(prepared_dir, sp_tokenizer_path, tmp_path):
+    config = _config(prepared_dir, sp_tokenizer_path, num_steps=3, eval_every=0, checkpoint_every=3)
+    source_task = PretrainingTask(config)
+    train.train_and_evaluate(config, tmp_path / "source", source_task)
+    abstract = jax.eval_shape(lambda: source_task.init_params(jax.random.PRNGKey(0), source_task.example_batch(8)))
+    trained = _params_at(tmp_path / "source", 3, abstract)
+
+    config = _config(prepared_dir, sp_tokenizer_path, num_steps=3, eval_every=0, checkpoint_every=3,
+                     init_checkpoint=str(tmp_path / "source"))
+    task = PretrainingTask(config)
+    optimizer = make_optimizer(config.optim, 3)
+    example = task.example_batch(8)
+    fresh = lambda: train.init_train_state(task, optimizer, 0, example)  # noqa: E731
+    checkpointer = checkpoint.Checkpointer(tmp_path / "continued", keep=2)
+    iterator = iter(task.dataset("train", batch_size=8, seed=0, train=True))
+    state, how = checkpoint.restore_or_init(
+        checkpointer, jax.eval_shape(fresh), fresh, iterator, config.train.init_checkpoint,
+        with_params=lambda state, params: state.replace(params=params, opt_state=optimizer.init(params)))
+    checkpointer.close()
+    assert "initialised from the parameters of" in how and int(state.step) == 0
+    for loaded, expected in zip(_leaves(state.params), _leaves(trained)):
+        np.testing.assert_array_equal(loaded, expected)
+
+    # A checkpoint of another model size is refused with a message, not loaded.
+    bigger = _config(prepared_dir, sp_tokenizer_path, init_checkpoint=str(tmp_path / "source"))
+    bigger.model.hidden_size = 64
+    with pytest.raises(ValueError):
+        train.train_and_evaluate(bigger, tmp_path / "bigger", PretrainingTask(bigger))
+
+
+def test_run_writes_its_reports(prepared_dir, sp_tokenizer_path, tmp_path):
+    config = _config(prepared_dir, sp_tokenizer_path, num_steps=4, eval_every=2, checkpoint_every=2,
+                     keep_checkpoints=1)
+    metrics = train.train_and_evaluate(config, tmp_path, PretrainingTask(config))
+    assert set(metrics) >= {"mlm_loss", "mlm_accuracy", "mlm_perplexity", "sentence_accuracy"}
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["num_steps"] == 4
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [2, 4]
+    assert [r["step"] for r in records if r["split"] == "eval"] == [2, 4]
+    assert all(r["tokens_per_second"] > 0 and "learning_rate" in r for r in records if r["split"] == "train")
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["4"]  # keep_checkpoints=1
+
+    # Resuming this work directory with another tokenizer is refused.
+    other = PretrainingTask(config)
+    other.identity = {**other.identity, "tokenizer_fingerprint": "0" * 64}
+    with pytest.raises(ValueError, match="was written with tokenizer_fingerprint="):
+        train.train_and_evaluate(config, tmp_path, other)
+
+
+def test_bad_batch_sizes_fail_before_training(prepared_dir, sp_tokenizer_path, tmp_path):
+    config = _config(prepared_dir, sp_tokenizer_path, global_batch_size=10, accumulation_steps=4)
+    with pytest.raises(ValueError, match="choose a multiple of 4"):
+        train.train_and_evaluate(config, tmp_path, PretrainingTask(config))
+    config = _config(prepared_dir, sp_tokenizer_path)
+    config.data.max_seq_length = 128
+    with pytest.raises(ValueError, match="exceeds the model's max_position_embeddings=64"):
+        PretrainingTask(config)

@@ -1,0 +1,39 @@
+"""Pretrain a BERT (masked LM + next-sentence or sentence-order prediction), or continue one.
+
+    python tools/pretrain.py --config configs/bert_tiny.py --workdir runs/demo/pretrain
+    python tools/pretrain.py --config configs/bert_base.py --workdir runs/base \\
+        --config.data.tokenizer=wiki.model --config.data.prepared_dir=data/wiki --config.train.num_steps=1000000
+
+Running the same command again resumes from the work directory's latest checkpoint. The work directory
+gets config.json, checkpoints/, metrics.jsonl and TensorBoard event files.
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from bertjax import cli, train
+from bertjax.tasks.pretraining import PretrainingTask
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/bert_tiny.py[:key=value,...]",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
+_UNIGRAM_BASELINE = flags.DEFINE_bool(
+    "unigram_baseline", False, "At the end, compare with a context-free guess (reads the training split once).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    task = PretrainingTask(_CONFIG.value)
+    metrics = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, task)
+    print(f"run directory {_WORKDIR.value}: config.json, checkpoints/, metrics.jsonl, TensorBoard events; "
+          f"peak host memory {cli.peak_memory_mb():,.0f} MB")
+    print("final evaluation: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
+    if _UNIGRAM_BASELINE.value:
+        baseline = task.unigram_baseline(_CONFIG.value.train.eval_batch_size)
+        print(f"held-out MLM accuracy {metrics['mlm_accuracy']:.1%} (loss {metrics['mlm_loss']:.3f}) against the "
+              f"unigram baseline's {baseline['mlm_accuracy']:.1%} (loss {baseline['mlm_loss']:.3f})")
+
+
+if __name__ == "__main__":
+    cli.run(main)
