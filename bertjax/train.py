@@ -61,7 +61,8 @@ def train_step(state: TrainState, batch, *, task, optimizer: optax.GradientTrans
         zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(gradient, state.params, first, step_key, normalizers))
         ((loss, sums), grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(accumulation_steps), micro_batches))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+    params = optax.apply_updates(state.params, updates)
+    state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return state, {**sums, "loss_sum": loss, "grad_norm_sum": optax.tree.norm(grads), "steps": jnp.ones(())}
 
 
