@@ -142,6 +142,27 @@ def attention_allowed(attention_mask: jax.Array, causal: bool) -> jax.Array:
     return allowed[:, None]
 
 
+class DenseEinsum(nn.Module):
+    """A dense layer written as an einsum over whole-shaped kernels ((D, H, K) for query/key/value, (H, K, D)
+    for the attention output): flax's DenseGeneral initialises a flattened kernel, which its logical axis
+    names do not fit."""
+
+    config: BertConfig
+    equation: str
+    kernel_shape: tuple[int, ...]
+    kernel_axes: tuple[str, ...]
+    bias_axes: tuple[str, ...]
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        cfg = self.config
+        kernel = self.param("kernel", logical_normal(cfg, self.kernel_axes), self.kernel_shape, cfg.param_dtype)
+        bias_shape = self.kernel_shape[-len(self.bias_axes):]
+        bias = self.param("bias", logical_zeros(self.bias_axes), bias_shape, cfg.param_dtype)
+        inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=cfg.dtype)
+        return jnp.einsum(self.equation, inputs, kernel) + bias
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with query/key/value kernels shaped (D, H, K) for head sharding."""
 
@@ -150,12 +171,11 @@ class SelfAttention(nn.Module):
     @nn.compact
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array, deterministic: bool) -> jax.Array:
         cfg = self.config
+        heads, head_dim = (cfg.num_heads, cfg.head_dim), ("heads", "head_dim")
 
         def projection(name):
-            return nn.DenseGeneral(
-                (cfg.num_heads, cfg.head_dim), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                kernel_init=logical_normal(cfg, ("embed", "heads", "head_dim")),
-                bias_init=logical_zeros(("heads", "head_dim")), name=name)
+            return DenseEinsum(cfg, "bld,dhk->blhk", (cfg.hidden_size, *heads), ("embed", *head_dim), head_dim,
+                               name=name)
 
         query = projection("query")(hidden)  # B, L, H, K
         key = projection("key")(hidden)
@@ -176,11 +196,8 @@ class SelfAttention(nn.Module):
             context = jax.nn.dot_product_attention(
                 query, key, value, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
                 is_causal=cfg.causal, implementation="cudnn")
-
-        return nn.DenseGeneral(
-            cfg.hidden_size, axis=(-2, -1), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-            kernel_init=logical_normal(cfg, ("heads", "head_dim", "embed")), bias_init=logical_zeros(("embed",)),
-            name="output")(context)
+        return DenseEinsum(cfg, "blhk,hkd->bld", (*heads, cfg.hidden_size), (*head_dim, "embed"), ("embed",),
+                           name="output")(context)
 
     def _manual_attention(self, query, key, value, attention_mask, deterministic):
         cfg = self.config
@@ -215,10 +232,13 @@ class BertLayer(nn.Module):
         if cfg.pre_layer_norm:
             hidden = hidden + dropout(attention(attention_norm(hidden), attention_mask, deterministic),
                                       deterministic=deterministic)
-            return hidden + dropout(feed_forward(output_norm(hidden)), deterministic=deterministic)
-        hidden = attention_norm(
-            hidden + dropout(attention(hidden, attention_mask, deterministic), deterministic=deterministic))
-        return output_norm(hidden + dropout(feed_forward(hidden), deterministic=deterministic))
+            hidden = hidden + dropout(feed_forward(output_norm(hidden)), deterministic=deterministic)
+        else:
+            hidden = attention_norm(
+                hidden + dropout(attention(hidden, attention_mask, deterministic), deterministic=deterministic))
+            hidden = output_norm(hidden + dropout(feed_forward(hidden), deterministic=deterministic))
+        # Block boundary: the batch split over data x fsdp (a no-op outside a mesh).
+        return nn.with_logical_constraint(hidden, ("activation_batch", "activation_length", "activation_embed"))
 
 
 class BertEmbeddings(nn.Module):

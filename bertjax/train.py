@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from bertjax import checkpoint, reporting
+from bertjax import checkpoint, reporting, sharding
 from bertjax.optim import learning_rate_schedule, make_optimizer
 
 
@@ -71,12 +71,17 @@ def eval_step(params, batch, *, task) -> dict:
     return task.loss(params, batch, None)[1]
 
 
-def compile_steps(task, optimizer, accumulation_steps: int):
-    """The jitted train and eval steps: the train state's buffers are donated to the new state."""
-    train = jax.jit(functools.partial(train_step, task=task, optimizer=optimizer,
-                                      accumulation_steps=accumulation_steps), donate_argnums=(0,))
-    evaluate = jax.jit(functools.partial(eval_step, task=task))
-    return train, evaluate
+def compile_steps(task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None):
+    """The jitted train and eval steps: the train state's buffers are donated to the new state. On a mesh,
+    the state keeps `state_shardings`, batches are split over data x fsdp, metric sums are replicated."""
+    train = functools.partial(train_step, task=task, optimizer=optimizer, accumulation_steps=accumulation_steps)
+    evaluate = functools.partial(eval_step, task=task)
+    if mesh is None:
+        return jax.jit(train, donate_argnums=(0,)), jax.jit(evaluate)
+    batch, whole = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+    return (jax.jit(train, in_shardings=(state_shardings, batch), out_shardings=(state_shardings, whole),
+                    donate_argnums=(0,)),
+            jax.jit(evaluate, in_shardings=(state_shardings.params, batch), out_shardings=whole))
 
 
 def count_parameters(params) -> int:
@@ -90,14 +95,14 @@ def _flops(compiled) -> float | None:
     return float(analysis["flops"]) if analysis and "flops" in analysis else None
 
 
-def evaluate(task, evaluate_step, params, *, batch_size: int) -> tuple[dict[str, float], int]:
-    """Metrics over the whole validation split, and the number of real tokens read."""
+def evaluate(task, evaluate_step, params, mesh, *, batch_size: int) -> tuple[dict[str, float], int]:
+    """Metrics over the whole validation split, and the number of real tokens this process read."""
     dataset = task.dataset("validation", batch_size=batch_size, seed=0, train=False,
                            process_index=jax.process_index(), process_count=jax.process_count())
     totals, tokens = None, 0
     for batch in dataset:
         tokens += task.real_tokens(batch)
-        sums = evaluate_step(params, jax.device_put(batch))
+        sums = evaluate_step(params, sharding.global_batch(batch, mesh))
         totals = sums if totals is None else _add(totals, sums)
     return task.summarize(jax.device_get(totals)), tokens
 
@@ -123,6 +128,25 @@ def check_batch_sizes(train, process_count: int) -> int:
     return train.global_batch_size // process_count
 
 
+def _build_state(config, task, optimizer, example, mesh, iterator, checkpointer):
+    """The train state, created or restored already sharded over `mesh`, and how it was obtained."""
+    fresh_state = functools.partial(init_train_state, task, optimizer, config.seed, example)
+    abstract_state = jax.eval_shape(fresh_state)
+    boxed_params = jax.eval_shape(functools.partial(task.init_params, jax.random.PRNGKey(0), example, boxed=True))
+    params_sharding = sharding.param_shardings(boxed_params, mesh, config.mesh.rules)
+    state_shardings = sharding.state_shardings(abstract_state, params_sharding, optimizer, mesh)
+
+    def with_params(state, params):
+        params = jax.device_put(params, params_sharding)
+        return state.replace(params=params, opt_state=jax.jit(optimizer.init)(params))
+
+    state, how = checkpoint.restore_or_init(
+        checkpointer, sharding.with_shardings(abstract_state, state_shardings),
+        jax.jit(fresh_state, out_shardings=state_shardings), iterator, config.train.init_checkpoint,
+        with_params=with_params, identity=task.identity)
+    return state, state_shardings, how
+
+
 def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, float]:
     """Train `task` for `config.train.num_steps` updates in `workdir`, resuming from its latest checkpoint;
     evaluate every `eval_every` steps and at the end. Returns the final evaluation metrics."""
@@ -132,69 +156,70 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
     if jax.process_index() == 0:
         checkpoint.write_json(workdir / "config.json", config.to_dict())  # also proves the directory writable
     batch_size = check_batch_sizes(train_config, jax.process_count())
+    mesh = sharding.make_mesh(config.mesh)
+    sharding.check_batch_divides(train_config.global_batch_size, train_config.accumulation_steps, mesh,
+                                 "train.global_batch_size")
+    sharding.check_batch_divides(train_config.eval_batch_size, 1, mesh, "train.eval_batch_size")
     optimizer = make_optimizer(config.optim, train_config.num_steps)
     schedule = learning_rate_schedule(config.optim, train_config.num_steps)
-
     iterator = iter(task.dataset("train", batch_size=batch_size, seed=config.seed, train=True,
                                  process_index=jax.process_index(), process_count=jax.process_count()))
     example = task.example_batch(batch_size)
-    fresh_state = functools.partial(init_train_state, task, optimizer, config.seed, example)
-    abstract_state = jax.eval_shape(fresh_state)
     checkpointer = checkpoint.Checkpointer(workdir, keep=train_config.keep_checkpoints)
-    state, how = checkpoint.restore_or_init(
-        checkpointer, abstract_state, jax.jit(fresh_state), iterator, train_config.init_checkpoint,
-        with_params=lambda state, params: state.replace(params=params, opt_state=optimizer.init(params)),
-        identity=task.identity)
-    start_step = int(state.step)
+    writer, progress = reporting.MetricWriter(workdir), None
+    with sharding.activate(mesh, config.mesh.rules):
+        state, state_shardings, how = _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
+        start_step = int(state.step)
+        train_step_fn, eval_step_fn = compile_steps(task, optimizer, train_config.accumulation_steps,
+                                                    state_shardings, mesh)
+        global_example = {name: jax.ShapeDtypeStruct((train_config.global_batch_size, *value.shape[1:]), value.dtype)
+                          for name, value in example.items()}
+        compiled = train_step_fn.lower(state, global_example).compile()
+        flops = _flops(compiled)
+        progress = reporting.Progress(start_step, train_config.num_steps)
+        progress.write(
+            f"{task.name}: {count_parameters(state.params):,} parameters; "
+            + (f"{flops / 1e9:,.1f} GFLOPs per step (XLA); " if flops else "")
+            + f"global batch {train_config.global_batch_size} = {jax.process_count()} process(es) x {batch_size}"
+            + (f" in {train_config.accumulation_steps} micro-batches" if train_config.accumulation_steps > 1 else "")
+            + f"; mesh {dict(mesh.shape)} of {jax.devices()[0].platform} devices, rules {config.mesh.rules}; {how}")
 
-    train_step_fn, eval_step_fn = compile_steps(task, optimizer, train_config.accumulation_steps)
-    compiled = train_step_fn.lower(state, example).compile()
-    flops = _flops(compiled)
-    writer, progress = reporting.MetricWriter(workdir), reporting.Progress(start_step, train_config.num_steps)
-    progress.write(
-        f"{task.name}: {count_parameters(state.params):,} parameters; "
-        + (f"{flops / 1e9:,.1f} GFLOPs per step (XLA); " if flops else "")
-        + f"global batch {train_config.global_batch_size} = {jax.process_count()} process(es) x {batch_size}"
-        + (f" in {train_config.accumulation_steps} micro-batches" if train_config.accumulation_steps > 1 else "")
-        + f"; {jax.device_count()} {jax.devices()[0].platform} device(s); {how}")
+        def run_evaluation(step):
+            start = time.perf_counter()
+            metrics, tokens = evaluate(task, eval_step_fn, state.params, mesh,
+                                       batch_size=train_config.eval_batch_size // jax.process_count())
+            writer.write(step, "eval", metrics)
+            shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+            progress.write(f"step {step} evaluation ({tokens:,} tokens, {time.perf_counter() - start:.1f}s): {shown}")
+            logging.info("Evaluation at step %d: %s", step, metrics)
+            return step, metrics
 
-    sums, window_start, window_tokens, last_eval = None, time.perf_counter(), 0, None
-    try:
-        for step in range(start_step + 1, train_config.num_steps + 1):
-            batch = next(iterator)
-            window_tokens += task.real_tokens(batch)
-            state, step_sums = compiled(state, jax.device_put(batch))
-            sums = step_sums if sums is None else _add(sums, step_sums)
-            progress.update()
-            if step % train_config.log_every == 0 or step == train_config.num_steps:
-                metrics = _summary(sums, time.perf_counter() - window_start, window_tokens,
-                                   float(schedule(step - 1)), task)
-                writer.write(step, "train", metrics)
-                progress.show(loss=metrics["loss"], tokens_per_s=f"{metrics['tokens_per_second']:,.0f}")
-                sums, window_start, window_tokens = None, time.perf_counter(), 0
-            if train_config.checkpoint_every and step % train_config.checkpoint_every == 0:
-                checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
-            if train_config.eval_every and step % train_config.eval_every == 0 and step < train_config.num_steps:
-                last_eval = _run_evaluation(task, eval_step_fn, state, step, train_config, writer, progress)
-        final_step = int(state.step)
-        if checkpointer.latest_step() != final_step:
-            checkpointer.save(final_step, state, iterator, {"step": final_step, **task.identity})
-        if last_eval is None or last_eval[0] != final_step:
-            last_eval = _run_evaluation(task, eval_step_fn, state, final_step, train_config, writer, progress)
-    finally:
-        checkpointer.wait()
-        checkpointer.close()
-        progress.close()
-        writer.close()
+        sums, window_start, window_tokens, last_eval = None, time.perf_counter(), 0, None
+        try:
+            for step in range(start_step + 1, train_config.num_steps + 1):
+                batch = next(iterator)
+                window_tokens += task.real_tokens(batch) * jax.process_count()  # about the same on every process
+                state, step_sums = compiled(state, sharding.global_batch(batch, mesh))
+                sums = step_sums if sums is None else _add(sums, step_sums)
+                progress.update()
+                if step % train_config.log_every == 0 or step == train_config.num_steps:
+                    metrics = _summary(sums, time.perf_counter() - window_start, window_tokens,
+                                       float(schedule(step - 1)), task)
+                    writer.write(step, "train", metrics)
+                    progress.show(loss=metrics["loss"], tokens_per_s=f"{metrics['tokens_per_second']:,.0f}")
+                    sums, window_start, window_tokens = None, time.perf_counter(), 0
+                if train_config.checkpoint_every and step % train_config.checkpoint_every == 0:
+                    checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
+                if train_config.eval_every and step % train_config.eval_every == 0 and step < train_config.num_steps:
+                    last_eval = run_evaluation(step)
+            final_step = int(state.step)
+            if checkpointer.latest_step() != final_step:
+                checkpointer.save(final_step, state, iterator, {"step": final_step, **task.identity})
+            if last_eval is None or last_eval[0] != final_step:
+                last_eval = run_evaluation(final_step)
+        finally:
+            checkpointer.wait()
+            checkpointer.close()
+            progress.close()
+            writer.close()
     return last_eval[1]
-
-
-def _run_evaluation(task, eval_step_fn, state, step, train_config, writer, progress):
-    start = time.perf_counter()
-    metrics, tokens = evaluate(task, eval_step_fn, state.params,
-                               batch_size=train_config.eval_batch_size // jax.process_count())
-    writer.write(step, "eval", metrics)
-    shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-    progress.write(f"step {step} evaluation ({tokens:,} tokens, {time.perf_counter() - start:.1f}s): {shown}")
-    logging.info("Evaluation at step %d: %s", step, metrics)
-    return step, metrics

@@ -66,6 +66,15 @@ def train_config() -> config_dict.ConfigDict:
     return train
 
 
+def mesh_config() -> config_dict.ConfigDict:
+    mesh = config_dict.ConfigDict()
+    mesh.data = -1  # -1: the devices the other axes leave
+    mesh.fsdp = 1
+    mesh.tensor = 1
+    mesh.rules = "dp"  # dp | fsdp | fsdp_tp: which parameter axes lie on which mesh axes (bertjax.sharding)
+    return mesh
+
+
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0  # parameter initialisation, data order and masks, dropout
@@ -73,6 +82,7 @@ def get_config() -> config_dict.ConfigDict:
     config.data = data_config()
     config.optim = optim_config()
     config.train = train_config()
+    config.mesh = mesh_config()
     return config
 
 

@@ -102,6 +102,10 @@ def collate(examples: list[dict], *, batch_size: int, max_seq_length: int, max_p
     return batch
 
 
+def _process_rows(batch: dict[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
+    return {name: value[start:start + count] for name, value in batch.items()}
+
+
 def _with_index(index: int, document_index: int) -> tuple[int, int]:
     return index, document_index
 
@@ -119,14 +123,16 @@ def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: i
                         process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
     """Batches of `batch_size` examples (this process's share of the global batch) from `data.prepared_dir`.
 
-    `data` is the config's `data` group. `train=True` shuffles and repeats forever; `train=False` reads the
-    split once in order and pads the last batch.
+    `data` is the config's `data` group. `train=True` shuffles and repeats forever, each process reading its
+    own documents; `train=False` reads the split once in order and pads the last batch.
     """
     if data.sentence_task not in SENTENCE_TASKS:
         raise ValueError(f"data.sentence_task={data.sentence_task!r}: choose one of {SENTENCE_TASKS}.")
     shards.check_compatible(data.prepared_dir, tokenizer)
     source = shards.DocumentSource(shards.split_paths(data.prepared_dir, split))
-    indices = grain.MapDataset.range(len(source))[process_index::process_count]  # this process's documents
+    indices = grain.MapDataset.range(len(source))
+    if train:  # each process reads its own documents
+        indices = indices[process_index::process_count]
     epoch_length = len(indices)
     if epoch_length == 0:
         raise ValueError(f"Split {split!r} has {len(source)} documents: too few for {process_count} processes.")
@@ -138,19 +144,23 @@ def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: i
 
     sentence_task = data.sentence_task != "none"
     slots = prediction_slots_per_row(data)
+    # Evaluation: every process reads the whole split and keeps its rows of each global batch, so that all
+    # processes see the same number of batches.
+    rows = batch_size if train else batch_size * process_count
     if data.packing:
         dataset = dataset.map(functools.partial(packing.token_aligned, sentence_task=sentence_task))
         dataset = packing.pack(dataset, max_seq_length=data.max_seq_length,
-                               max_examples_per_row=data.max_examples_per_row, num_packing_bins=batch_size)
+                               max_examples_per_row=data.max_examples_per_row, num_packing_bins=rows)
         dataset = dataset.map(functools.partial(
             packing.from_packed, max_predictions=slots, max_examples_per_row=data.max_examples_per_row,
             sentence_task=sentence_task))
-        dataset = dataset.batch(batch_size, drop_remainder=train, batch_fn=functools.partial(
-            packing.stack, batch_size=batch_size))
+        dataset = dataset.batch(rows, drop_remainder=train, batch_fn=functools.partial(packing.stack, batch_size=rows))
     else:
-        dataset = dataset.batch(batch_size, drop_remainder=train, batch_fn=functools.partial(
-            collate, batch_size=batch_size, max_seq_length=data.max_seq_length, max_predictions=slots,
+        dataset = dataset.batch(rows, drop_remainder=train, batch_fn=functools.partial(
+            collate, batch_size=rows, max_seq_length=data.max_seq_length, max_predictions=slots,
             sentence_task=sentence_task))
+    if rows != batch_size:
+        dataset = dataset.map(functools.partial(_process_rows, start=process_index * batch_size, count=batch_size))
     if data.num_workers > 0:
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=data.num_workers))
     return dataset

@@ -59,8 +59,10 @@ class PretrainingTask:
         return int(np.count_nonzero(batch["attention_mask"]))
 
     # --- model ----------------------------------------------------------------------------------------------
-    def init_params(self, rng: jax.Array, batch):
-        return nn.meta.unbox(self.model.init(rng, **self._inputs(batch))["params"])
+    def init_params(self, rng: jax.Array, batch, boxed: bool = False):
+        """Parameters; `boxed` keeps their logical axis names (for shardings)."""
+        params = self.model.init(rng, **self._inputs(batch))["params"]
+        return params if boxed else nn.meta.unbox(params)
 
     @staticmethod
     def _inputs(batch):

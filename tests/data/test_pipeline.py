@@ -111,15 +111,6 @@ def test_resume_gives_the_identical_next_batch(prepared_dir, sp_tokenizer_path, 
     _assert_same(_batches(resumed, 4), expected)
 
 
-def _all_examples(batches):
-    rows = set()
-    for batch in batches:
-        for row in range(len(batch["input_ids"])):
-            if batch["sentence_weights"][row] > 0:
-                rows.add(tuple(batch["input_ids"][row]))
-    return rows
-
-
 def test_evaluation_covers_the_split_once_and_pads(prepared_dir, sp_tokenizer_path, sp_tokenizer):
     data = _data(prepared_dir, sp_tokenizer_path)
     batches = list(pipeline.pretraining_dataset(data, sp_tokenizer, "validation", batch_size=16, seed=0, train=False))
@@ -136,16 +127,39 @@ def test_evaluation_covers_the_split_once_and_pads(prepared_dir, sp_tokenizer_pa
                                                               seed=9, train=False)))
 
 
-def test_process_shards_are_disjoint_and_cover_the_data(prepared_dir, sp_tokenizer_path, sp_tokenizer):
+def test_training_processes_read_disjoint_documents_covering_the_split(prepared_dir, sp_tokenizer_path,
+                                                                      sp_tokenizer, monkeypatch):
+    data = _data(prepared_dir, sp_tokenizer_path)
+    epoch = len(shards.DocumentSource(shards.split_paths(prepared_dir, "train")))
+    seen = {0: [], 1: []}
+    examples = pipeline._DocumentExamples.examples
+
+    for index in (0, 1):
+        def recording(self, document_index, epoch, index=index):
+            seen[index].append(document_index)
+            return examples(self, document_index, epoch)
+
+        monkeypatch.setattr(pipeline._DocumentExamples, "examples", recording)
+        iterator = iter(pipeline.pretraining_dataset(data, sp_tokenizer, "train", batch_size=8, seed=0,
+                                                    process_index=index, process_count=2))
+        while len(seen[index]) < (epoch + 1 - index) // 2:
+            next(iterator)
+    first, second = set(seen[0][:(epoch + 1) // 2]), set(seen[1][:epoch // 2])
+    assert not first & second and first | second == set(range(epoch))
+
+
+def test_evaluation_rows_split_across_processes(prepared_dir, sp_tokenizer_path, sp_tokenizer):
     data = _data(prepared_dir, sp_tokenizer_path)
 
-    def examples(index, count):
-        return _all_examples(pipeline.pretraining_dataset(data, sp_tokenizer, "train", batch_size=16, seed=0,
-                                                          train=False, process_index=index, process_count=count))
+    def batches(index, count):
+        return list(pipeline.pretraining_dataset(data, sp_tokenizer, "validation", batch_size=16 // count, seed=0,
+                                                 train=False, process_index=index, process_count=count))
 
-    first, second, whole = examples(0, 2), examples(1, 2), examples(0, 1)
-    assert first and second and not first & second
-    assert first | second == whole
+    first, second, whole = batches(0, 2), batches(1, 2), batches(0, 1)
+    assert len(first) == len(second) == len(whole)  # every process runs the same number of steps
+    for half, other, full in zip(first, second, whole):
+        for name in full:
+            np.testing.assert_array_equal(np.concatenate([half[name], other[name]]), full[name])
 
 
 def test_another_tokenizers_shards_are_refused(prepared_dir, sp_tokenizer_path, builtin_documents, tmp_path):
