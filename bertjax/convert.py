@@ -9,6 +9,7 @@ Reading needs only `safetensors` (no torch). The expected tensors come from the 
 mis-shaped tensor named.
 """
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -22,7 +23,7 @@ from flax import traverse_util
 from safetensors.numpy import load_file
 
 from bertjax.heads import BertForPretraining
-from bertjax.model import BertConfig
+from bertjax.model import BertConfig, stack_layers
 
 # (bertjax module path, HF module name, number of leading kernel axes that are inputs).
 _MODULE_TABLE = [
@@ -129,6 +130,9 @@ def params_from_hf(tensors: dict[str, np.ndarray], config: BertConfig,
     """
     if config.pre_layer_norm:
         raise ConversionError("HF BERT is post-LayerNorm; set pre_layer_norm=False to convert.")
+    if config.scan_layers:  # convert unrolled, then stack the layers
+        params, absent = params_from_hf(tensors, dataclasses.replace(config, scan_layers=False), source)
+        return {**params, "bert": stack_layers(params["bert"], config.num_layers)}, absent
     tensors = _normalise_keys(tensors)
     abstract = jax.eval_shape(
         lambda: nn.meta.unbox(BertForPretraining(config).init(

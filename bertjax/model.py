@@ -28,6 +28,10 @@ ACTIVATIONS = {
 # attention dropout is active and "xla" otherwise (evaluation, or attention_dropout=0).
 ATTENTION_IMPLS = ("auto", "manual", "xla", "cudnn")
 
+# Rematerialisation of each layer in the backward pass: "none" keeps every activation; "full" keeps only
+# each layer's input and recomputes the rest; "dots" keeps the matrix-multiplication outputs.
+REMAT_POLICIES = {"none": None, "full": None, "dots": jax.checkpoint_policies.checkpoint_dots}
+
 # BERT sizes: tiny..medium are Turc et al.'s compact models (google-research/bert), base and large the
 # paper's. Heads are 64 wide and the feed-forward layer 4x the hidden size throughout.
 VARIANTS = {
@@ -61,6 +65,8 @@ class BertConfig:
     dtype: str = "float32"  # compute dtype of matrix multiplications
     param_dtype: str = "float32"
     attention_impl: str = "auto"
+    remat: str = "none"  # none | full | dots: see REMAT_POLICIES
+    scan_layers: bool = False  # one scanned layer (parameters stacked on a leading "layers" axis): fast compiles
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -71,6 +77,8 @@ class BertConfig:
             raise ValueError(f"hidden_act={self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}.")
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl={self.attention_impl!r} is not one of {ATTENTION_IMPLS}.")
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"remat={self.remat!r} is not one of {sorted(REMAT_POLICIES)}.")
         if self.attention_impl in ("xla", "cudnn") and self.attention_dropout > 0:
             raise ValueError(
                 f"attention_impl={self.attention_impl!r} has no attention dropout, but "
@@ -265,18 +273,56 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.layer_norm(embedded), deterministic=deterministic)
 
 
+class _ScannedLayer(nn.Module):
+    """A layer in `nn.scan`'s (carry, input) -> (carry, output) form; its output is stacked per layer."""
+
+    config: BertConfig
+    deterministic: bool
+
+    @nn.compact
+    def __call__(self, hidden, attention_mask):
+        layer = BertLayer
+        if self.config.remat != "none":
+            layer = nn.remat(BertLayer, static_argnums=(3,), policy=REMAT_POLICIES[self.config.remat])
+        hidden = layer(self.config, name="layer")(hidden, attention_mask, self.deterministic)
+        return hidden, hidden
+
+
 class BertEncoder(nn.Module):
-    """The stack of layers; returns the input and every layer's output."""
+    """The stack of layers; returns the input and every layer's output. With `scan_layers` the layers are
+    one `nn.scan` (parameters under `layers/layer`, stacked on a leading axis): XLA compiles one layer."""
 
     config: BertConfig
 
     @nn.compact
     def __call__(self, hidden, attention_mask, deterministic: bool) -> tuple[jax.Array, ...]:
+        cfg = self.config
+        if cfg.scan_layers:
+            scanned = nn.scan(_ScannedLayer, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                              in_axes=nn.broadcast, length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
+            _, outputs = scanned(cfg, deterministic, name="layers")(hidden, attention_mask)  # N, B, L, D
+            return (hidden, *[outputs[index] for index in range(cfg.num_layers)])
+        layer = BertLayer
+        if cfg.remat != "none":  # `deterministic` (argument 3, counting self) is a Python bool
+            layer = nn.remat(BertLayer, static_argnums=(3,), policy=REMAT_POLICIES[cfg.remat])
         hidden_states = [hidden]
-        for index in range(self.config.num_layers):
-            hidden = BertLayer(self.config, name=f"layer_{index}")(hidden, attention_mask, deterministic)
+        for index in range(cfg.num_layers):
+            hidden = layer(cfg, name=f"layer_{index}")(hidden, attention_mask, deterministic)
             hidden_states.append(hidden)
         return tuple(hidden_states)
+
+
+def stack_layers(params: dict, num_layers: int) -> dict:
+    """Parameters of an unrolled encoder (`encoder/layer_i`) -> those of a scanned one (`encoder/layers/layer`)."""
+    encoder = params["encoder"]
+    stacked = jax.tree.map(lambda *layers: jnp.stack(layers), *[encoder[f"layer_{i}"] for i in range(num_layers)])
+    return {**params, "encoder": {"layers": {"layer": stacked}}}
+
+
+def unstack_layers(params: dict, num_layers: int) -> dict:
+    """The inverse of `stack_layers`."""
+    stacked = params["encoder"]["layers"]["layer"]
+    return {**params, "encoder": {f"layer_{i}": jax.tree.map(lambda x: x[i], stacked) for i in range(num_layers)}}
 
 
 class EncoderOutput(NamedTuple):

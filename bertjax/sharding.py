@@ -23,7 +23,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH = ("data", "fsdp")
 
-_ACTIVATIONS = (("activation_batch", BATCH), ("activation_length", None), ("activation_embed", None))
+_ACTIVATIONS = (("activation_batch", BATCH), ("activation_length", None), ("activation_embed", None),
+                ("layers", None))  # the stacked-layers axis of scanned parameters
 
 RULES = {
     "dp": (("batch", BATCH), ("vocab", None), ("embed", None), ("mlp", None), ("heads", None),

@@ -162,3 +162,16 @@ def test_missing_files_and_unsupported_configs(tmp_path):
                                 "num_attention_heads": 2, "intermediate_size": 8, "hidden_act": "swish"})
     with pytest.raises(convert.ConversionError, match="required key 'hidden_size' is missing"):
         convert.config_from_hf({"vocab_size": 9})
+
+
+def test_scanned_model_loads_hf_weights(hf_folder):
+    import dataclasses
+    folder, _ = hf_folder
+    config, params, _ = convert.load_hf_bert(folder)
+    scanned = dataclasses.replace(config, scan_layers=True)
+    stacked, _ = convert.params_from_hf(load_file(folder / "model.safetensors"), scanned)
+    assert stacked["bert"]["encoder"]["layers"]["layer"]["intermediate"]["kernel"].shape[0] == config.num_layers
+    input_ids, segment_ids, mask = _batch()
+    unrolled = BertForPretraining(config).apply({"params": params}, input_ids, segment_ids, mask)
+    rolled = BertForPretraining(scanned).apply({"params": stacked}, input_ids, segment_ids, mask)
+    np.testing.assert_allclose(rolled.mlm_logits, unrolled.mlm_logits, atol=1e-5)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-from bertjax.model import VARIANTS, BertConfig, BertModel, attention_allowed
+from bertjax.model import VARIANTS, BertConfig, BertModel, attention_allowed, stack_layers, unstack_layers
 
 TINY = BertConfig.from_variant("tiny", vocab_size=50, max_position_embeddings=32, hidden_dropout=0.0,
                                attention_dropout=0.0)
@@ -147,6 +147,50 @@ def test_step_compiles_once_for_repeated_shapes():
         input_ids, _, mask = _random_batch(8, [8, 5], seed=seed)
         jax.block_until_ready(step(params, input_ids, mask))
     assert len(traces) == 1 and step._cache_size() == 1
+
+
+def test_remat_policies_give_the_same_gradients():
+    input_ids, segment_ids, mask = _random_batch(16, [16, 9])
+    params = _init(TINY)
+
+    def gradient(config):
+        def loss(params):
+            out = BertModel(config).apply({"params": params}, input_ids, segment_ids, mask, deterministic=False,
+                                          rngs={"dropout": jax.random.key(3)})
+            return jnp.sum(out.last_hidden_state ** 2)
+        return jax.jit(jax.grad(loss))(params)
+
+    config = dataclasses.replace(TINY, hidden_dropout=0.1, attention_dropout=0.1)
+    reference = gradient(config)
+    for policy in ("full", "dots"):
+        for ours, theirs in zip(jax.tree.leaves(gradient(dataclasses.replace(config, remat=policy))),
+                                jax.tree.leaves(reference)):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="remat='some'"):
+        BertConfig(remat="some")
+
+
+def test_scanned_layers_equal_unrolled_layers():
+    config = dataclasses.replace(TINY, num_layers=3, hidden_dropout=0.1, attention_dropout=0.1)
+    scanned = dataclasses.replace(config, scan_layers=True)
+    params = _init(config)
+    stacked = stack_layers(params, 3)
+    assert jax.tree.map(jnp.shape, _init(scanned)) == jax.tree.map(jnp.shape, stacked)
+    jax.tree.map(np.testing.assert_array_equal, unstack_layers(stacked, 3), params)
+    input_ids, segment_ids, mask = _random_batch(16, [16, 9])
+    unrolled = BertModel(config).apply({"params": params}, input_ids, segment_ids, mask)
+    rolled = BertModel(scanned).apply({"params": stacked}, input_ids, segment_ids, mask)
+    for ours, theirs in zip(rolled.hidden_states, unrolled.hidden_states, strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=2e-6)
+    np.testing.assert_allclose(rolled.pooled_output, unrolled.pooled_output, atol=2e-6)
+    # Training mode runs (dropout keys split per layer), with remat too.
+    for remat in ("none", "full"):
+        out = BertModel(dataclasses.replace(scanned, remat=remat)).apply(
+            {"params": stacked}, input_ids, segment_ids, mask, deterministic=False, rngs={"dropout": jax.random.key(0)})
+        assert np.isfinite(np.asarray(out.last_hidden_state)).all()
+    boxed = BertModel(scanned).init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))["params"]
+    query = boxed["encoder"]["layers"]["layer"]["attention"]["query"]["kernel"]
+    assert query.names == ("layers", "embed", "heads", "head_dim")
 
 
 def test_bfloat16_compute_keeps_float32_parameters():

@@ -6,17 +6,26 @@
 
 Running the same command again resumes from the work directory's latest checkpoint. The work directory
 gets config.json, checkpoints/, metrics.jsonl and TensorBoard event files.
+
+Several hosts (a TPU pod slice, a SLURM GPU job): run the same command on every host with --distributed;
+elsewhere add --coordinator_address=HOST:PORT --num_processes=N --process_id=I (see docs/scaling.md).
 """
 
+import jax
 from absl import flags
 from ml_collections import config_flags
 
-from bertjax import cli, train
+from bertjax import cli, sharding, train
 from bertjax.tasks.pretraining import PretrainingTask
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/bert_tiny.py[:key=value,...]",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Join JAX's multi-process runtime (detected on TPU pods and SLURM clusters).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, where not detected.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, where not detected.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, where not detected.")
 _UNIGRAM_BASELINE = flags.DEFINE_bool(
     "unigram_baseline", False, "At the end, compare with a context-free guess (reads the training split once).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -24,8 +33,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
+    if _DISTRIBUTED.value or _COORDINATOR.value:
+        sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     task = PretrainingTask(_CONFIG.value)
     metrics = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, task)
+    if jax.process_index() != 0:
+        return
     print(f"run directory {_WORKDIR.value}: config.json, checkpoints/, metrics.jsonl, TensorBoard events; "
           f"peak host memory {cli.peak_memory_mb():,.0f} MB")
     print("final evaluation: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
