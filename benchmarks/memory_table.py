@@ -12,10 +12,11 @@ optimizer state divide by N; activations divide with the batch.
 import argparse
 import functools
 
+import flax.linen as nn
 import jax
 import numpy as np
 
-from bertjax import train
+from bertjax import losses, train
 from bertjax.heads import BertForPretraining
 from bertjax.model import BertConfig
 from bertjax.optim import make_optimizer
@@ -31,12 +32,10 @@ class _Task:
         self.model = BertForPretraining(config)
 
     def init_params(self, rng, batch, boxed=False):
-        import flax.linen as nn
         params = self.model.init(rng, batch["input_ids"], masked_positions=batch["masked_positions"])["params"]
         return params if boxed else nn.meta.unbox(params)
 
     def loss(self, params, batch, rng, normalizers=None):
-        from bertjax import losses
         output = self.model.apply({"params": params}, batch["input_ids"], batch["segment_ids"],
                                   batch["attention_mask"], masked_positions=batch["masked_positions"],
                                   deterministic=rng is None, rngs={"dropout": rng} if rng is not None else {})
@@ -44,7 +43,6 @@ class _Task:
 
     @staticmethod
     def normalizers(batch):
-        from bertjax import losses
         return losses.pretraining_normalizers(batch)
 
 

@@ -80,9 +80,13 @@ def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
                             {name: params[name] for name in abstract_params})
     step_dir = _latest_step_directory(path)
     checkpointer = ocp.PyTreeCheckpointer()
-    restored = checkpointer.restore(step_dir / "state", args=ocp.args.PyTreeRestore(
-        item={"params": abstract_params}, partial_restore=True,
-        restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params})))
+    try:
+        restored = checkpointer.restore(step_dir / "state", args=ocp.args.PyTreeRestore(
+            item={"params": abstract_params}, partial_restore=True,
+            restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params})))
+    except ValueError as error:  # orbax: a stored shape that differs from the model's
+        raise ValueError(f"init_checkpoint {step_dir}: {error} The checkpoint's model config differs from this "
+                         "run's.") from None
     return jax.tree.map(lambda want, have: _fit(want, have, step_dir), abstract_params, restored["params"])
 
 

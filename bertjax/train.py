@@ -160,6 +160,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
     sharding.check_batch_divides(train_config.global_batch_size, train_config.accumulation_steps, mesh,
                                  "train.global_batch_size")
     sharding.check_batch_divides(train_config.eval_batch_size, 1, mesh, "train.eval_batch_size")
+    batch_ways = mesh.shape["data"] * mesh.shape["fsdp"]
     optimizer = make_optimizer(config.optim, train_config.num_steps)
     schedule = learning_rate_schedule(config.optim, train_config.num_steps)
     iterator = iter(task.dataset("train", batch_size=batch_size, seed=config.seed, train=True,
@@ -179,9 +180,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
         progress = reporting.Progress(start_step, train_config.num_steps)
         progress.write(
             f"{task.name}: {count_parameters(state.params):,} parameters; "
-            + (f"{flops / 1e9:,.1f} GFLOPs per step (XLA); " if flops else "")
+            + (f"{flops / 1e9:,.1f} GFLOPs per device per step (XLA); " if flops else "")
             + f"global batch {train_config.global_batch_size} = {jax.process_count()} process(es) x {batch_size}"
             + (f" in {train_config.accumulation_steps} micro-batches" if train_config.accumulation_steps > 1 else "")
+            + f", {train_config.global_batch_size // train_config.accumulation_steps // batch_ways} per device"
             + f"; mesh {dict(mesh.shape)} of {jax.devices()[0].platform} devices, rules {config.mesh.rules}; {how}")
 
         def run_evaluation(step):

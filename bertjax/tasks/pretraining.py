@@ -6,7 +6,6 @@ loss and metric sums, its datasets, and how to summarise metrics. Fine-tuning ta
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bertjax import losses

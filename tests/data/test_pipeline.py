@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from bertjax.data import pipeline, shards, tokenizer
-from bertjax.data.corpus import read_text_files
 from configs import common
 
 
