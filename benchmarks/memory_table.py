@@ -67,7 +67,7 @@ def step_memory(variant: str, length: int, tokens: int, remat: str) -> dict[str,
     state = jax.eval_shape(functools.partial(train.init_train_state, task, optimizer, 0, zeros))
     step, _ = train.compile_steps(task, optimizer, 1)
     analysis = step.lower(state, batch).compile().memory_analysis()
-    parameters = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state.params))
+    parameters = train.count_parameters(state.params)
     return {"parameters": parameters, "batch": batch_size,
             "state_gb": parameters * 12 / 2**30, "temporary_gb": analysis.temp_size_in_bytes / 2**30}
 

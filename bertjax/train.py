@@ -39,6 +39,10 @@ def _add(left, right):
     return jax.tree.map(jnp.add, left, right)
 
 
+# Running metric sums stay on the device; one compiled add per step instead of one dispatch per metric.
+_accumulate = jax.jit(_add, donate_argnums=(0,))
+
+
 def train_step(state: TrainState, batch, *, task, optimizer: optax.GradientTransformation,
                accumulation_steps: int = 1) -> tuple[TrainState, dict]:
     """One update from one global batch, in `accumulation_steps` micro-batches whose summed gradients equal
@@ -103,7 +107,7 @@ def evaluate(task, evaluate_step, params, mesh, *, batch_size: int) -> tuple[dic
     for batch in dataset:
         tokens += task.real_tokens(batch)
         sums = evaluate_step(params, sharding.global_batch(batch, mesh))
-        totals = sums if totals is None else _add(totals, sums)
+        totals = sums if totals is None else _accumulate(totals, sums)
     return task.summarize(jax.device_get(totals)), tokens
 
 
@@ -202,7 +206,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                 batch = next(iterator)
                 window_tokens += task.real_tokens(batch) * jax.process_count()  # about the same on every process
                 state, step_sums = compiled(state, sharding.global_batch(batch, mesh))
-                sums = step_sums if sums is None else _add(sums, step_sums)
+                sums = step_sums if sums is None else _accumulate(sums, step_sums)
                 progress.update()
                 if step % train_config.log_every == 0 or step == train_config.num_steps:
                     metrics = _summary(sums, time.perf_counter() - window_start, window_tokens,

@@ -119,6 +119,22 @@ def prediction_slots_per_row(data) -> int:
     return min(examples * data.max_predictions_per_seq, int(data.mask_rate * data.max_seq_length) + examples)
 
 
+def empty_batch(data, batch_size: int) -> dict[str, np.ndarray]:
+    """An all-padding batch with exactly the shapes and dtypes `pretraining_dataset` yields (packed or not),
+    made by the same code, for initialising and compiling before any data is read."""
+    sentence_task = data.sentence_task != "none"
+    slots = prediction_slots_per_row(data)
+    if not data.packing:
+        return collate([], batch_size=batch_size, max_seq_length=data.max_seq_length, max_predictions=slots,
+                       sentence_task=sentence_task)
+    length = data.max_seq_length
+    row = {name: np.zeros(length, np.int32) for name in packing.TOKEN_FEATURES}
+    row.update(input_ids_segment_ids=np.zeros(length, np.int32), input_ids_positions=np.zeros(length, np.int32))
+    row = packing.from_packed(row, max_predictions=slots, max_examples_per_row=data.max_examples_per_row,
+                              sentence_task=sentence_task)
+    return packing.stack([row], batch_size)
+
+
 def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: int, seed: int, train: bool = True,
                         process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
     """Batches of `batch_size` examples (this process's share of the global batch) from `data.prepared_dir`.

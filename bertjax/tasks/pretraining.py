@@ -41,17 +41,7 @@ class PretrainingTask:
 
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
         """An all-padding batch of the pipeline's shapes, to initialise and compile with."""
-        slots = pipeline.prediction_slots_per_row(self.data)
-        batch = pipeline.collate([], batch_size=batch_size, max_seq_length=self.data.max_seq_length,
-                                 max_predictions=slots, sentence_task=self.data.sentence_task != "none")
-        if self.data.packing:
-            examples = self.data.max_examples_per_row
-            batch["position_ids"] = np.zeros_like(batch["input_ids"])
-            batch["cls_positions"] = np.zeros((batch_size, examples), np.int32)
-            if "sentence_label" in batch:
-                batch["sentence_label"] = np.zeros((batch_size, examples), np.int32)
-                batch["sentence_weights"] = np.zeros((batch_size, examples), np.float32)
-        return batch
+        return pipeline.empty_batch(self.data, batch_size)
 
     @staticmethod
     def real_tokens(batch) -> int:

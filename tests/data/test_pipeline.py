@@ -182,3 +182,13 @@ def test_worker_processes_give_batches(prepared_dir, sp_tokenizer_path, sp_token
     finally:
         iterator.close()
     assert all(batch["input_ids"].shape == (8, 64) for batch in batches)
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_empty_batch_has_the_pipelines_shapes(prepared_dir, sp_tokenizer_path, sp_tokenizer, packing):
+    data = _data(prepared_dir, sp_tokenizer_path, packing=packing)
+    batch = next(iter(pipeline.pretraining_dataset(data, sp_tokenizer, "train", batch_size=8, seed=0)))
+    empty = pipeline.empty_batch(data, 8)
+    assert {name: (value.shape, value.dtype) for name, value in empty.items()} == \
+        {name: (value.shape, value.dtype) for name, value in batch.items()}
+    assert not any(value.any() for value in empty.values())  # all padding: nothing attends, nothing weighs
