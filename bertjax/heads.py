@@ -1,4 +1,5 @@
-"""Output heads over the encoder, and the pretraining model that joins them.
+"""Output heads over the encoder: the pretraining model, and the fine-tuning models (sequence
+classification, span prediction, token tagging) named as HF names them.
 
 Shape letters: B batch, L length, P predicted positions per sequence, D hidden, V vocab.
 """
@@ -69,3 +70,60 @@ class BertForPretraining(nn.Module):
         if cls_positions is not None:  # packed rows: each example's [CLS] -> B, E, D
             pooled = self.bert.pool(gather_positions(encoder.last_hidden_state, cls_positions))
         return PretrainingOutput(mlm_logits, self.sentence_head(pooled), encoder)
+
+
+class HeadOutput(NamedTuple):
+    logits: jax.Array  # B, C (sequence); B, L, 2 (span: start, end); B, L, C (tokens)
+    encoder: EncoderOutput
+
+
+class BertForSequenceClassification(nn.Module):
+    """A classifier (or, with one label, a regressor) on the pooled [CLS] output (HF's
+    `BertForSequenceClassification`: dropout, then `classifier`)."""
+
+    config: BertConfig
+    num_labels: int
+
+    def setup(self):
+        self.bert = BertModel(self.config)
+        self.dropout = nn.Dropout(self.config.hidden_dropout)
+        self.classifier = make_dense(self.config, self.num_labels, ("embed", None))
+
+    def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
+                 deterministic: bool = True) -> HeadOutput:
+        encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic)
+        pooled = self.dropout(encoder.pooled_output, deterministic=deterministic)
+        return HeadOutput(self.classifier(pooled).astype(jnp.float32), encoder)
+
+
+class BertForQuestionAnswering(nn.Module):
+    """Start and end logits at every position (HF's `BertForQuestionAnswering`: `qa_outputs`, no dropout)."""
+
+    config: BertConfig
+
+    def setup(self):
+        self.bert = BertModel(self.config)
+        self.qa_outputs = make_dense(self.config, 2, ("embed", None))
+
+    def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
+                 deterministic: bool = True) -> HeadOutput:
+        encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic)
+        return HeadOutput(self.qa_outputs(encoder.last_hidden_state).astype(jnp.float32), encoder)
+
+
+class BertForTokenClassification(nn.Module):
+    """A label for every position (HF's `BertForTokenClassification`: dropout, then `classifier`)."""
+
+    config: BertConfig
+    num_labels: int
+
+    def setup(self):
+        self.bert = BertModel(self.config)
+        self.dropout = nn.Dropout(self.config.hidden_dropout)
+        self.classifier = make_dense(self.config, self.num_labels, ("embed", None))
+
+    def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
+                 deterministic: bool = True) -> HeadOutput:
+        encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic)
+        hidden = self.dropout(encoder.last_hidden_state, deterministic=deterministic)
+        return HeadOutput(self.classifier(hidden).astype(jnp.float32), encoder)
