@@ -239,3 +239,13 @@ def test_pretrain_then_finetune_end_to_end(glue_dir, prepared_dir, sp_tokenizer_
     assert losses[-1] < losses[0]
     lines = (tmp_path / "sst2" / "predictions" / "SST-2.tsv").read_text().splitlines()
     assert len(lines) == TEST + 1
+
+
+def test_seed_summary_is_median_mean_and_sample_std():
+    runs = [{"best": {"metrics": {"accuracy": value, "f1": 1 - value}}} for value in (0.5, 0.7, 0.9, 0.6)]
+    summary = finetune.summarize_seeds(runs)
+    assert summary["accuracy"]["median"] == pytest.approx(0.65)
+    assert summary["accuracy"]["mean"] == pytest.approx(0.675)
+    deviations = np.array([0.5, 0.7, 0.9, 0.6]) - 0.675
+    assert summary["accuracy"]["std"] == pytest.approx(math.sqrt(deviations @ deviations / 3))
+    assert summary["f1"]["values"] == pytest.approx([0.5, 0.3, 0.1, 0.4])
