@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from bertjax import checkpoint, reporting, sharding
+from bertjax import benchmark, checkpoint, reporting, sharding
 from bertjax.optim import learning_rate_schedule, make_optimizer
 
 
@@ -158,12 +158,45 @@ def evaluate(task, evaluate_step, params, mesh, *, batch_size: int) -> tuple[dic
     return task.summarize(jax.device_get(totals)), tokens
 
 
-def _summary(sums: dict, seconds: float, tokens: int, learning_rate: float, task) -> dict[str, float]:
+class _Window:
+    """What the steps since the last log cost: wall time (less evaluations), time blocked on the input
+    pipeline, real tokens and model FLOPs (all processes)."""
+
+    def __init__(self):
+        self.start, self.input_seconds, self.tokens, self.flops = time.perf_counter(), 0.0, 0, 0.0
+        self.excluded_seconds = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return max(time.perf_counter() - self.start - self.excluded_seconds, 1e-9)
+
+    def add(self, input_seconds: float, tokens: int, flops: float) -> None:
+        self.input_seconds += input_seconds
+        self.tokens += tokens
+        self.flops += flops
+
+
+def _summary(sums: dict, window: _Window, learning_rate: float, task, peak_flops: float | None) -> dict[str, float]:
+    """The logged training figures; `mfu` (model FLOPs over the chips' peak) where the peak is known."""
     sums = jax.device_get(sums)
     steps = float(sums["steps"])
-    return {**task.summarize(sums), "loss": float(sums["loss_sum"]) / steps,
-            "grad_norm": float(sums["grad_norm_sum"]) / steps, "learning_rate": learning_rate,
-            "tokens_per_second": tokens / max(seconds, 1e-9), "steps_per_second": steps / max(seconds, 1e-9)}
+    seconds = window.seconds
+    figures = {**task.summarize(sums), "loss": float(sums["loss_sum"]) / steps,
+               "grad_norm": float(sums["grad_norm_sum"]) / steps, "learning_rate": learning_rate,
+               "tokens_per_second": window.tokens / seconds, "steps_per_second": steps / seconds,
+               "input_wait_fraction": window.input_seconds / seconds}
+    if peak_flops:
+        figures["mfu"] = window.flops / seconds / peak_flops
+    return figures
+
+
+def _peak_flops(train_config) -> float | None:
+    """The peak FLOP/s of all devices together: the configured `train.peak_tflops` per chip, else the data
+    sheet's for a known chip; None on a CPU."""
+    if train_config.get("peak_tflops"):
+        return train_config.peak_tflops * 1e12 * jax.device_count()
+    known = benchmark.known_peak()
+    return known[1] * jax.device_count() if known else None
 
 
 def check_batch_sizes(train, process_count: int) -> int:
@@ -250,24 +283,33 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
             logging.info("Evaluation at step %d: %s", step, metrics)
             return step, metrics
 
-        sums, window_start, window_tokens, last_eval = None, time.perf_counter(), 0, None
+        peak = _peak_flops(train_config)
+        step_flops = getattr(task, "model_flops", lambda batch: (flops or 0.0) * jax.device_count())
+        sums, window, last_eval = None, _Window(), None
         try:
             for step in range(start_step + 1, train_config.num_steps + 1):
+                waited = time.perf_counter()
                 batch = next(iterator)
-                window_tokens += task.real_tokens(batch) * jax.process_count()  # about the same on every process
-                state, step_sums = compiled(state, sharding.global_batch(batch, mesh))
+                global_batch = sharding.global_batch(batch, mesh)
+                # Other processes' batches are about the same size: counted as this one's.
+                window.add(time.perf_counter() - waited, task.real_tokens(batch) * jax.process_count(),
+                           step_flops(batch) * jax.process_count())
+                state, step_sums = compiled(state, global_batch)
                 sums = step_sums if sums is None else _accumulate(sums, step_sums)
                 progress.update()
                 if step % train_config.log_every == 0 or step == train_config.num_steps:
-                    metrics = _summary(sums, time.perf_counter() - window_start, window_tokens,
-                                       float(schedule(step - 1)), task)
+                    metrics = _summary(sums, window, float(schedule(step - 1)), task, peak)
                     writer.write(step, "train", metrics)
-                    progress.show(loss=metrics["loss"], tokens_per_s=f"{metrics['tokens_per_second']:,.0f}")
-                    sums, window_start, window_tokens = None, time.perf_counter(), 0
+                    progress.show(loss=metrics["loss"], tokens_per_s=f"{metrics['tokens_per_second']:,.0f}",
+                                  **({"mfu": f"{metrics['mfu']:.1%}"} if "mfu" in metrics else {}),
+                                  input_wait=f"{metrics['input_wait_fraction']:.0%}")
+                    sums, window = None, _Window()
                 if train_config.checkpoint_every and step % train_config.checkpoint_every == 0:
                     checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
                 if train_config.eval_every and step % train_config.eval_every == 0 and step < train_config.num_steps:
+                    evaluation_start = time.perf_counter()
                     last_eval = run_evaluation(step)
+                    window.excluded_seconds += time.perf_counter() - evaluation_start
             final_step = int(state.step)
             if checkpointer.latest_step() != final_step:
                 checkpointer.save(final_step, state, iterator, {"step": final_step, **task.identity})

@@ -69,6 +69,8 @@ def train_config() -> config_dict.ConfigDict:
     # or on every position ("all": the same loss, more work); donating the train state's buffers to the step.
     train.mlm_positions = "masked"
     train.donate_state = True
+    # Live MFU in the training log: the chip's peak (TFLOP/s); unset: the data sheet's for known accelerators.
+    train.peak_tflops = config_dict.placeholder(float)
     return train
 
 

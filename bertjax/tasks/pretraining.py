@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bertjax import losses
+from bertjax import benchmark, losses
 from bertjax.data import pipeline, shards, tokenizer
 from bertjax.heads import BertForPretraining, gather_positions
 from bertjax.model import BertConfig
@@ -55,6 +55,12 @@ class PretrainingTask:
     @staticmethod
     def real_tokens(batch) -> int:
         return int(np.count_nonzero(batch["attention_mask"]))
+
+    def model_flops(self, batch) -> float:
+        """Model FLOPs of a training step on `batch`, counting real tokens (see bertjax.benchmark)."""
+        rows, length = batch["input_ids"].shape
+        return benchmark.analytic_flops(self.model_config, rows, length, batch["masked_positions"].shape[1],
+                                        tokens=self.real_tokens(batch))
 
     # --- model ----------------------------------------------------------------------------------------------
     def init_params(self, rng: jax.Array, batch, boxed: bool = False):
