@@ -169,3 +169,35 @@ def synthetic_task(config, pad_vocab: bool = False):
     task.real_vocab_size = real_vocab
     task.identity = {"task": "pretraining (synthetic batches)"}
     return task
+
+
+def measure(config, *, batch_size, length, predictions, real_fraction, packed_examples, pad_vocab, steps,
+            warmup) -> dict:
+    """Time the pretraining step of `config` on a synthetic batch; every figure tools/benchmark.py reports."""
+    from bertjax import cli
+
+    task = synthetic_task(config, pad_vocab)
+    model = task.model_config
+    predictions = predictions or max(1, round(0.15 * length))
+    batch = synthetic_batch(model, batch_size, length, predictions, real_fraction=real_fraction,
+                                      packed_examples=packed_examples)
+    timing = time_train_steps(task, config.optim, batch, steps=steps, warmup=warmup,
+                                        donate=config.train.donate_state)
+    real = real_tokens(batch)
+    flops_all = analytic_flops(model, batch_size, length, predictions)
+    flops_real = analytic_flops(model, batch_size, length, predictions, tokens=real)
+    peak_name, peak = peak_flops(model.dtype)
+    seconds = timing.median
+    return {
+        "device": jax.devices()[0].device_kind, "model": f"{model.num_layers}x{model.hidden_size}",
+        "vocab_size": model.vocab_size, "dtype": model.dtype, "attention_impl": model.attention_impl,
+        "remat": model.remat, "mlm_positions": config.train.mlm_positions, "donate": config.train.donate_state,
+        "batch_size": batch_size, "seq_length": length, "predictions": predictions,
+        "packed_examples": packed_examples, "real_tokens": real,
+        "step_seconds": seconds, "step_seconds_all": timing.seconds, "compile_seconds": timing.compile_seconds,
+        "sequences_per_second": batch_size * packed_examples / seconds, "tokens_per_second": real / seconds,
+        "analytic_flops": flops_all, "xla_flops": timing.xla_flops,
+        "peak": peak_name, "peak_flops": peak,
+        "mfu": flops_all / seconds / peak, "mfu_real_tokens": flops_real / seconds / peak,
+        "peak_device_bytes": timing.peak_device_bytes, "peak_host_mb": cli.peak_memory_mb(),
+    }

@@ -14,7 +14,6 @@ measured matmul peak), compile time and peak device memory.
 
 import json
 
-import jax
 from absl import flags
 from ml_collections import config_flags
 
@@ -34,38 +33,9 @@ _JSON = flags.DEFINE_string("json", None, "Also write the figures to this JSON f
 flags.mark_flags_as_required(["config"])
 
 
-def measure(config, *, batch_size, length, predictions, real_fraction, packed_examples, pad_vocab, steps,
-            warmup) -> dict:
-    task = benchmark.synthetic_task(config, pad_vocab)
-    model = task.model_config
-    predictions = predictions or max(1, round(0.15 * length))
-    batch = benchmark.synthetic_batch(model, batch_size, length, predictions, real_fraction=real_fraction,
-                                      packed_examples=packed_examples)
-    timing = benchmark.time_train_steps(task, config.optim, batch, steps=steps, warmup=warmup,
-                                        donate=config.train.donate_state)
-    real = benchmark.real_tokens(batch)
-    flops_all = benchmark.analytic_flops(model, batch_size, length, predictions)
-    flops_real = benchmark.analytic_flops(model, batch_size, length, predictions, tokens=real)
-    peak_name, peak = benchmark.peak_flops(model.dtype)
-    seconds = timing.median
-    return {
-        "device": jax.devices()[0].device_kind, "model": f"{model.num_layers}x{model.hidden_size}",
-        "vocab_size": model.vocab_size, "dtype": model.dtype, "attention_impl": model.attention_impl,
-        "remat": model.remat, "mlm_positions": config.train.mlm_positions, "donate": config.train.donate_state,
-        "batch_size": batch_size, "seq_length": length, "predictions": predictions,
-        "packed_examples": packed_examples, "real_tokens": real,
-        "step_seconds": seconds, "step_seconds_all": timing.seconds, "compile_seconds": timing.compile_seconds,
-        "sequences_per_second": batch_size * packed_examples / seconds, "tokens_per_second": real / seconds,
-        "analytic_flops": flops_all, "xla_flops": timing.xla_flops,
-        "peak": peak_name, "peak_flops": peak,
-        "mfu": flops_all / seconds / peak, "mfu_real_tokens": flops_real / seconds / peak,
-        "peak_device_bytes": timing.peak_device_bytes, "peak_host_mb": cli.peak_memory_mb(),
-    }
-
-
 def main(argv):
     del argv
-    result = measure(_CONFIG.value, batch_size=_BATCH.value, length=_LENGTH.value, predictions=_PREDICTIONS.value,
+    result = benchmark.measure(_CONFIG.value, batch_size=_BATCH.value, length=_LENGTH.value, predictions=_PREDICTIONS.value,
                      real_fraction=_REAL.value, packed_examples=_PACKED.value, pad_vocab=_PAD_VOCAB.value,
                      steps=_STEPS.value, warmup=_WARMUP.value)
     xla = f"{result['xla_flops'] / 1e9:,.1f}" if result["xla_flops"] else "n/a"
