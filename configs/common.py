@@ -75,6 +75,27 @@ def mesh_config() -> config_dict.ConfigDict:
     return mesh
 
 
+def squad_config() -> config_dict.ConfigDict:
+    squad = config_dict.ConfigDict()
+    squad.train_file = config_dict.placeholder(str)  # official SQuAD JSON, e.g. train-v1.1.json
+    squad.validation_file = config_dict.placeholder(str)  # e.g. dev-v1.1.json
+    squad.version_2 = False  # v2.0: unanswerable questions, null answers and the null threshold
+    squad.doc_stride = 128  # tokens between the starts of a context's windows
+    squad.max_query_length = 64  # question tokens kept
+    squad.max_answer_length = 30  # tokens in a predicted answer
+    squad.n_best_size = 20  # starts and ends tried per window, and answers kept per question
+    squad.null_score_diff_threshold = 0.0  # v2.0: predict null when null score - best span score exceeds it
+    return squad
+
+
+def ner_config() -> config_dict.ConfigDict:
+    ner = config_dict.ConfigDict()
+    ner.train_file = config_dict.placeholder(str)  # CoNLL-2003 format: word ... tag per line, blank between sentences
+    ner.validation_file = config_dict.placeholder(str)
+    ner.test_file = config_dict.placeholder(str)
+    return ner
+
+
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0  # parameter initialisation, data order and masks, dropout
@@ -83,6 +104,8 @@ def get_config() -> config_dict.ConfigDict:
     config.optim = optim_config()
     config.train = train_config()
     config.mesh = mesh_config()
+    config.squad = squad_config()
+    config.ner = ner_config()
     return config
 
 
