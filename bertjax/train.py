@@ -75,11 +75,25 @@ def eval_step(params, batch, *, task) -> dict:
     return task.loss(params, batch, None)[1]
 
 
+def predict_step(params, batch, *, task) -> dict:
+    """A fine-tuning task's per-row outputs (no dropout), with each row's example index and weight."""
+    return {**task.predict(params, batch), "example_index": batch["example_index"],
+            "example_weight": batch["example_weight"]}
+
+
+def is_predictive(task) -> bool:
+    """Fine-tuning tasks evaluate from whole-split predictions (`predict` / `evaluate`): metrics such as F1,
+    Matthews correlation or SQuAD's exact match do not add up over batches."""
+    return hasattr(task, "predict")
+
+
 def compile_steps(task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None):
-    """The jitted train and eval steps: the train state's buffers are donated to the new state. On a mesh,
-    the state keeps `state_shardings`, batches are split over data x fsdp, metric sums are replicated."""
+    """The jitted train and evaluation steps: the train state's buffers are donated to the new state. On a
+    mesh, the state keeps `state_shardings`, batches are split over data x fsdp, and metric sums or
+    predictions are replicated (every process gets all of them). The evaluation step gives metric sums, or
+    predictions for a predictive task."""
     train = functools.partial(train_step, task=task, optimizer=optimizer, accumulation_steps=accumulation_steps)
-    evaluate = functools.partial(eval_step, task=task)
+    evaluate = functools.partial(predict_step if is_predictive(task) else eval_step, task=task)
     if mesh is None:
         return jax.jit(train, donate_argnums=(0,)), jax.jit(evaluate)
     batch, whole = sharding.batch_sharding(mesh), sharding.replicated(mesh)
@@ -99,12 +113,44 @@ def _flops(compiled) -> float | None:
     return float(analysis["flops"]) if analysis and "flops" in analysis else None
 
 
+def _split_batches(task, split: str, batch_size: int):
+    return task.dataset(split, batch_size=batch_size, seed=0, train=False, process_index=jax.process_index(),
+                        process_count=jax.process_count())
+
+
+def predict(task, predict_fn, params, mesh, split: str, *, batch_size: int) -> tuple[dict[str, np.ndarray], int]:
+    """A predictive task's outputs for every example of `split` exactly once, ordered by example index
+    (padding rows of the last batch dropped), and the number of real tokens this process read."""
+    parts, tokens = [], 0
+    for batch in _split_batches(task, split, batch_size):
+        tokens += task.real_tokens(batch)
+        outputs = jax.device_get(predict_fn(params, sharding.global_batch(batch, mesh)))
+        keep = outputs.pop("example_weight") > 0
+        parts.append({name: value[keep] for name, value in outputs.items()})
+    if not parts:
+        raise ValueError(f"{task.name}: split {split!r} has no examples.")
+    merged = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    index = merged.pop("example_index")
+    if len(np.unique(index)) != len(index):
+        raise AssertionError(f"{task.name}: split {split!r} yielded an example twice.")
+    order = np.argsort(index, kind="stable")
+    return {name: value[order] for name, value in merged.items()}, tokens
+
+
 def evaluate(task, evaluate_step, params, mesh, *, batch_size: int) -> tuple[dict[str, float], int]:
-    """Metrics over the whole validation split, and the number of real tokens this process read."""
-    dataset = task.dataset("validation", batch_size=batch_size, seed=0, train=False,
-                           process_index=jax.process_index(), process_count=jax.process_count())
+    """Metrics over the whole of each evaluation split, and the number of real tokens this process read.
+    With several splits (MNLI's matched and mismatched) metric names are prefixed with the split's."""
+    if is_predictive(task):
+        splits = task.eval_splits
+        metrics, tokens = {}, 0
+        for split in splits:
+            predictions, split_tokens = predict(task, evaluate_step, params, mesh, split, batch_size=batch_size)
+            tokens += split_tokens
+            prefix = f"{split}/" if len(splits) > 1 else ""
+            metrics.update({prefix + name: value for name, value in task.evaluate(predictions, split).items()})
+        return metrics, tokens
     totals, tokens = None, 0
-    for batch in dataset:
+    for batch in _split_batches(task, "validation", batch_size):
         tokens += task.real_tokens(batch)
         sums = evaluate_step(params, sharding.global_batch(batch, mesh))
         totals = sums if totals is None else _accumulate(totals, sums)
@@ -147,7 +193,7 @@ def _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
     state, how = checkpoint.restore_or_init(
         checkpointer, sharding.with_shardings(abstract_state, state_shardings),
         jax.jit(fresh_state, out_shardings=state_shardings), iterator, config.train.init_checkpoint,
-        with_params=with_params, identity=task.identity)
+        with_params=with_params, identity=task.identity, fresh=getattr(task, "fresh_parameters", ()))
     return state, state_shardings, how
 
 
@@ -165,12 +211,13 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                                  "train.global_batch_size")
     sharding.check_batch_divides(train_config.eval_batch_size, 1, mesh, "train.eval_batch_size")
     batch_ways = mesh.shape["data"] * mesh.shape["fsdp"]
-    optimizer = make_optimizer(config.optim, train_config.num_steps)
+    optimizer = make_optimizer(config.optim, train_config.num_steps, task.model_config.num_layers)
     schedule = learning_rate_schedule(config.optim, train_config.num_steps)
     iterator = iter(task.dataset("train", batch_size=batch_size, seed=config.seed, train=True,
                                  process_index=jax.process_index(), process_count=jax.process_count()))
     example = task.example_batch(batch_size)
     checkpointer = checkpoint.Checkpointer(workdir, keep=train_config.keep_checkpoints)
+    best = checkpoint.BestCheckpoint(workdir, task.metric) if is_predictive(task) else None
     writer, progress = reporting.MetricWriter(workdir), None
     with sharding.activate(mesh, config.mesh.rules):
         state, state_shardings, how = _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
@@ -197,6 +244,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
             writer.write(step, "eval", metrics)
             shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
             progress.write(f"step {step} evaluation ({tokens:,} tokens, {time.perf_counter() - start:.1f}s): {shown}")
+            if best is not None and best.offer(step, state.params, metrics):
+                progress.write(f"step {step}: best {task.metric} so far; parameters kept in {best.directory}")
             logging.info("Evaluation at step %d: %s", step, metrics)
             return step, metrics
 
@@ -226,6 +275,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
         finally:
             checkpointer.wait()
             checkpointer.close()
+            if best is not None:
+                best.close()
             progress.close()
             writer.close()
     return last_eval[1]
