@@ -4,14 +4,11 @@ fine-tuning run end to end on files in the official format."""
 import json
 import pathlib
 
-import jax
 import numpy as np
 import pytest
 
-from bertjax import checkpoint
-from bertjax.data import rows
+from bertjax import finetune
 from bertjax.tasks import squad
-from bertjax.train import train_and_evaluate
 from configs import squad as squad_config
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -206,20 +203,16 @@ def test_postprocess_never_crashes_when_every_candidate_is_null():
 
 
 # --- the task -----------------------------------------------------------------------------------------------
-def tiny_config(sp_tokenizer_path, version, **overrides):
+def tiny_config(sp_tokenizer_path, version):
     config = squad_config.get_config("v2" if version == "v2.0" else "v1")
-    config.unlock()
-    config.model.variant, config.model.vocab_size, config.model.max_position_embeddings = "tiny", 4000, 96
-    config.model.hidden_dropout = config.model.attention_dropout = 0.0
-    config.data.tokenizer, config.data.max_seq_length = str(sp_tokenizer_path), 96
-    config.squad.train_file, config.squad.validation_file = map(str, FILES[version])
-    config.squad.doc_stride, config.squad.max_query_length = 32, 24
-    config.optim.learning_rate, config.optim.warmup_steps = 5e-3, 10
-    config.train.num_steps, config.train.global_batch_size, config.train.eval_batch_size = 100, 16, 24
-    config.train.log_every, config.train.checkpoint_every = 40, 0
-    for key, value in overrides.items():
-        config[key] = value
-    config.lock()
+    config.model.update(variant="tiny", vocab_size=4000, max_position_embeddings=96, hidden_dropout=0.0,
+                        attention_dropout=0.0)
+    config.data.update(tokenizer=str(sp_tokenizer_path), max_seq_length=96)
+    config.squad.update(train_file=str(FILES[version][0]), validation_file=str(FILES[version][1]), doc_stride=32,
+                        max_query_length=24)
+    config.optim.update(learning_rate=5e-3, warmup_fraction=0.1)
+    config.finetune.num_epochs = 0.0  # train.num_steps
+    config.train.update(num_steps=100, global_batch_size=16, eval_batch_size=24, log_every=25, checkpoint_every=0)
     return config
 
 
@@ -245,35 +238,32 @@ def test_oracle_logits_score_100_and_evaluation_batches_cover_every_feature_once
 
 
 def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
-    """v2.0 (the superset: spans, nulls, the threshold search) from a random tiny encoder."""
+    """tools/finetune.py's run on v2.0 files (spans, nulls, the threshold search), from a random tiny encoder."""
     config = tiny_config(sp_tokenizer_path, "v2.0")
-    task = squad.SquadTask(config)
-    predict = jax.jit(task.predict)
-
-    def predictions_of(params, split):
-        return rows.gather_predictions(predict, params, task.dataset(split, batch_size=24, seed=0, train=False))
-
-    example = task.example_batch(1)
-    untrained = task.evaluate(predictions_of(task.init_params(jax.random.PRNGKey(0), example), "train"), "train")
-    train_and_evaluate(config, tmp_path / "run", task)
-    params = checkpoint.load_params(tmp_path / "run", jax.eval_shape(task.init_params, jax.random.PRNGKey(0), example))
-    # A random tiny encoder in 100 steps: it fits the training questions far better than before training.
-    trained = task.evaluate(predictions_of(params, "train"), "train")
-    assert trained["best_f1"] > untrained["best_f1"] + 5 and trained["HasAns_f1"] > untrained["HasAns_f1"] + 5, \
-        (untrained, trained)
-
-    predictions = predictions_of(params, "validation")
-    metrics = task.evaluate(predictions, "validation")
+    results = finetune.run(config, tmp_path / "run", predict=True)
+    metrics = results["best"]["metrics"]
     assert {"exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh"} <= set(metrics)
-    written = task.write_predictions(predictions, "validation", tmp_path / "predictions")
-    assert [path.name for path in written] == ["predictions.json", "nbest_predictions.json", "null_odds.json"]
-    examples = task.split("validation")[0]
-    answers = json.loads((tmp_path / "predictions" / "predictions.json").read_text(encoding="utf-8"))
-    null_odds = json.loads((tmp_path / "predictions" / "null_odds.json").read_text(encoding="utf-8"))
+    assert results["predictions"] == [str(tmp_path / "run" / "predictions" / name)
+                                      for name in ("predictions.json", "nbest_predictions.json", "null_odds.json")]
+    examples = squad.read_squad(FILES["v2.0"][1])
+    answers = json.loads((tmp_path / "run" / "predictions" / "predictions.json").read_text(encoding="utf-8"))
+    null_odds = json.loads((tmp_path / "run" / "predictions" / "null_odds.json").read_text(encoding="utf-8"))
     assert set(answers) == set(null_odds) == {example.qid for example in examples}
     assert all(isinstance(text, str) for text in answers.values())
-    assert all(isinstance(odds, float) for odds in null_odds.values())
-    # The files alone give the run's numbers (as the official script would read them).
-    assert squad.squad_metrics(examples, answers)["f1"] == pytest.approx(metrics["f1"])
     for qid, text in answers.items():
         assert (text == "") == (null_odds[qid] > config.squad.null_score_diff_threshold)
+    # The files alone give the run's numbers, as the official script would read them.
+    assert squad.squad_metrics(examples, answers)["f1"] == pytest.approx(metrics["f1"])
+
+    # 100 steps from random weights: on the questions it trained on, the best threshold beats predicting null
+    # for every question (which scores the share of unanswerable questions).
+    task = finetune.make_task(config)
+    finetune.predict_and_write(config, task, tmp_path / "run", tmp_path / "train_predictions", splits=["train"])
+    train_examples = task.split("train")[0]
+    trained = squad.squad_metrics(
+        train_examples, json.loads((tmp_path / "train_predictions" / "predictions.json").read_text()),
+        json.loads((tmp_path / "train_predictions" / "null_odds.json").read_text()),
+        {qid: candidates[0]["text"] if candidates else "" for qid, candidates in json.loads(
+            (tmp_path / "train_predictions" / "nbest_predictions.json").read_text()).items()})
+    all_null = 100 * np.mean([not example.answers for example in train_examples])
+    assert trained["best_f1"] > all_null + 5, trained

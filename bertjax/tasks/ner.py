@@ -177,6 +177,8 @@ class NerTask:
 
     name = "ner"
     metric = "f1"
+    fresh_parameters = ("classifier",)  # new at fine-tuning; the encoder comes from the checkpoint
+    eval_splits = ("validation",)
     _MODEL_INPUTS = ("input_ids", "segment_ids", "attention_mask")
     _ROW_KEYS = (*_MODEL_INPUTS, "label_ids", "label_weights")
 
@@ -192,12 +194,23 @@ class NerTask:
             raise ValueError(f"data.max_seq_length={self.max_seq_length} exceeds the model's "
                              f"max_position_embeddings={self.model_config.max_position_embeddings}.")
         self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
+        if self.tokenizer.vocab_size > self.model_config.vocab_size:
+            raise ValueError(f"The tokenizer has {self.tokenizer.vocab_size} ids, the model's vocab_size is "
+                             f"{self.model_config.vocab_size}; use the tokenizer the checkpoint was trained with.")
         tags = {tag for sentence in read_conll(config.ner.train_file) for tag in to_iob2(sentence.tags)}
         self.labels = ["O", *sorted(tags - {"O"}, key=lambda tag: (tag[2:], tag[:2]))]
         self.model = BertForTokenClassification(self.model_config, num_labels=len(self.labels))
         self.identity = {"task": self.name, "head": "tokens", "num_labels": len(self.labels), "labels": self.labels,
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
         self._splits = {}
+
+    @property
+    def test_splits(self) -> tuple[str, ...]:
+        """The splits `--predict` writes: the test file's when there is one, else the validation file's."""
+        return ("test",) if self.settings.test_file else ("validation",)
+
+    def num_train_examples(self) -> int:
+        return len(self.split("train")[0])
 
     def split(self, split: str) -> tuple[list[Sentence], dict[str, np.ndarray]]:
         if split not in self._splits:
@@ -267,14 +280,14 @@ class NerTask:
         return entity_metrics([list(sentence.tags) for sentence in sentences], predicted)
 
     def write_predictions(self, predictions, split: str, directory) -> list[pathlib.Path]:
-        """`predictions.conll`: `word gold predicted` per line (gold as in the file, predictions in IOB2),
-        a blank line after each sentence: the input conlleval reads."""
+        """`SPLIT.conll` (validation.conll, test.conll): `word gold predicted` per line (gold as in the file,
+        predictions in IOB2), a blank line after each sentence: the input conlleval reads."""
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         sentences, predicted = self._word_tags(predictions, split)
         text = "".join("".join(f"{word} {gold} {tag}\n" for word, gold, tag in zip(sentence.words, sentence.tags, tags))
                        + "\n" for sentence, tags in zip(sentences, predicted))
-        path = directory / "predictions.conll"
+        path = directory / f"{split}.conll"
         partial = path.with_name(path.name + ".partial")
         partial.write_text(text, encoding="utf-8")
         partial.replace(path)

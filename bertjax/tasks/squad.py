@@ -303,6 +303,9 @@ class SquadTask:
 
     name = "squad"
     metric = "f1"
+    fresh_parameters = ("qa_outputs",)  # new at fine-tuning; the encoder comes from the checkpoint
+    eval_splits = ("validation",)
+    test_splits = ("validation",)  # the official test sets are hidden: --predict writes dev predictions
     _MODEL_INPUTS = ("input_ids", "segment_ids", "attention_mask")
 
     def __init__(self, config):
@@ -316,6 +319,9 @@ class SquadTask:
             raise ValueError(f"data.max_seq_length={self.max_seq_length} exceeds the model's "
                              f"max_position_embeddings={self.model_config.max_position_embeddings}.")
         self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
+        if self.tokenizer.vocab_size > self.model_config.vocab_size:
+            raise ValueError(f"The tokenizer has {self.tokenizer.vocab_size} ids, the model's vocab_size is "
+                             f"{self.model_config.vocab_size}; use the tokenizer the checkpoint was trained with.")
         self.identity = {"task": self.name, "head": "span", "num_labels": 2, "labels": ["start", "end"],
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
         self._splits = {}
@@ -336,6 +342,10 @@ class SquadTask:
                          len(features["input_ids"]), path)
             self._splits[split] = examples, features
         return self._splits[split]
+
+    def num_train_examples(self) -> int:
+        """Training rows: features (windows), which an epoch goes over."""
+        return len(self.split("train")[1]["input_ids"])
 
     def _row_arrays(self, split):
         features = self.split(split)[1]
