@@ -39,7 +39,8 @@ _TAGGER_SIZE = flags.DEFINE_integer("tagger_size", 64, "LSTM units per direction
 def encoder_states(task, params, features, batch_size: int = 64) -> np.ndarray:
     """(S, N, L, D) hidden states of the frozen encoder: the embeddings output, then every layer's."""
     encoder = BertModel(task.model_config)
-    run = jax.jit(lambda p, ids, segments, mask: jnp.stack(encoder.apply({"params": p}, ids, segments, mask).hidden_states))
+    run = jax.jit(lambda p, ids, segments, mask: jnp.stack(
+        encoder.apply({"params": p}, ids, segments, mask).hidden_states))  # S, B, L, D
     states = [np.asarray(run(params, *(features[name][start:start + batch_size]
                                        for name in ("input_ids", "segment_ids", "attention_mask"))))
               for start in range(0, len(features["input_ids"]), batch_size)]
@@ -79,7 +80,7 @@ def main(argv):
     except ImportError:
         pass
     task = ner.NerTask(config)
-    (train_sentences, train_features), (dev_sentences, dev_features) = task.split("train"), task.split("validation")
+    train_features, (dev_sentences, dev_features) = task.split("train")[1], task.split("validation")
     abstract = jax.eval_shape(functools.partial(task.init_params, jax.random.PRNGKey(0), task.example_batch(1)))
     if config.train.init_checkpoint:
         params = checkpoint.load_params(config.train.init_checkpoint, {"bert": abstract["bert"]})["bert"]
@@ -92,6 +93,9 @@ def main(argv):
           f"encoder from {config.train.init_checkpoint or 'random initialisation'}")
     print(f"{'combination':<18} {'dev F1':>7} {'precision':>9} {'recall':>7} {'seconds':>8}")
     for how in _COMBINATIONS.value:
+        if "four" in how and train_states.shape[0] < 5 or how == "second_to_last" and train_states.shape[0] < 3:
+            print(f"{how:<18} needs more layers than this encoder's {train_states.shape[0] - 1}")
+            continue
         start = time.perf_counter()
         tagger, tagger_params = train_tagger(how, len(task.labels), train_states, train_features,
                                              np.random.default_rng(0))

@@ -70,7 +70,8 @@ def train_config() -> config_dict.ConfigDict:
 
 def finetune_config() -> config_dict.ConfigDict:
     finetune = config_dict.ConfigDict()
-    finetune.task = config_dict.placeholder(str)  # a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), stdlib, squad or ner
+    # a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or stdlib; squad; ner
+    finetune.task = config_dict.placeholder(str)
     finetune.data_dir = config_dict.placeholder(str)  # the task's files (GLUE: the folder of CoLA/, SST-2/, ... or one of them)
     finetune.tfds_data_dir = config_dict.placeholder(str)  # read TFDS's prepared glue/* instead (tools/prepare_glue.py)
     finetune.num_epochs = 3.0  # sets train.num_steps from the training set's size; 0 = use train.num_steps

@@ -101,7 +101,8 @@ def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[st
     for entity_type, scores in report.items():
         if "avg" not in entity_type:
             metrics.update({f"{entity_type}_precision": float(scores["precision"]),
-                            f"{entity_type}_recall": float(scores["recall"]), f"{entity_type}_f1": float(scores["f1-score"])})
+                            f"{entity_type}_recall": float(scores["recall"]),
+                            f"{entity_type}_f1": float(scores["f1-score"])})
     words = sum(len(tags) for tags in gold)
     metrics["accuracy"] = sum(g == p for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)) / max(words, 1)
     return metrics
@@ -262,7 +263,8 @@ class NerTask:
     @staticmethod
     def summarize(sums) -> dict[str, float]:
         weight = max(float(sums["tag_weight"]), 1e-8)
-        return {"tag_loss": float(sums["tag_loss_sum"]) / weight, "tag_accuracy": float(sums["tag_correct_sum"]) / weight}
+        return {"tag_loss": float(sums["tag_loss_sum"]) / weight,
+                "tag_accuracy": float(sums["tag_correct_sum"]) / weight}
 
     def predict(self, params, batch) -> dict[str, jax.Array]:
         return {"tags": jnp.argmax(self._logits(params, batch), -1).astype(jnp.int32)}  # B, L

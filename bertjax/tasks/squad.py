@@ -421,7 +421,8 @@ class SquadTask:
         _, (answers, null_odds, _, n_best) = self._postprocess(predictions, split)
         written = [directory / "predictions.json", directory / "nbest_predictions.json"]
         write_json(written[0], answers)
-        write_json(written[1], {qid: [{"text": c.text, "score": c.score} for c in kept] for qid, kept in n_best.items()})
+        write_json(written[1], {qid: [{"text": candidate.text, "score": candidate.score} for candidate in kept]
+                                for qid, kept in n_best.items()})
         if self.settings.version_2:
             # JSON has no infinity: a question without any span gets a large finite null odds.
             write_json(directory / "null_odds.json", {qid: min(value, 1e9) for qid, value in null_odds.items()})
