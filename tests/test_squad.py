@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bertjax import finetune
+from bertjax.data import tokenizer
 from bertjax.tasks import squad
 from configs import squad as squad_config
 
@@ -64,6 +65,21 @@ def test_windows_recover_every_gold_answer_exactly(sp_tokenizer, version):
         assert np.bincount(features["feature_example"]).min() >= 2
         answerable = {example.qid for example in examples if example.answers}
         assert gold_recovered(examples, features) == answerable
+
+
+def test_windows_recover_gold_answers_with_a_wordpiece_vocabulary(tmp_path):
+    """An HF-style uncased WordPiece vocabulary (accents stripped on the way in): the offsets still point into
+    the original text, so answers come back with their accents and spacing."""
+    examples = squad.read_squad(FILES["v2.0"][0])
+    characters = sorted({char for example in examples for char in example.context.lower() if not char.isspace()}
+                        | set("abcdefghijklmnopqrstuvwxyz0123456789"))
+    words = sorted({word.strip(".,?'").lower() for example in examples[:40] for word in example.context.split()})
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters, *("##" + char for char in characters)]
+    pieces += [word for word in words if word and word not in pieces]
+    (tmp_path / "vocab.txt").write_text("\n".join(pieces) + "\n", encoding="utf-8")
+    wordpiece = tokenizer.load_tokenizer(tmp_path / "vocab.txt")
+    features = squad.make_features(examples, wordpiece, max_seq_length=48, doc_stride=8, max_query_length=12)
+    assert gold_recovered(examples, features) == {example.qid for example in examples if example.answers}
 
 
 def test_multibyte_characters_whitespace_quirks_and_window_boundaries(sp_tokenizer, tmp_path):
