@@ -129,6 +129,14 @@ def test_max_context_gives_each_token_to_exactly_one_window(sp_tokenizer):
         assert sorted(owned) == list(range(num_tokens))
 
 
+def test_max_context_rule_by_hand():
+    # Windows [0, 4) and [2, 6): token 2 has context (2 left, 1 right) in the first, (0, 3) in the second.
+    assert squad.max_context_windows([0, 2], 4, 6).tolist() == [0, 0, 0, 1, 1, 1]
+    # A shorter last window [4, 6) scores by its own length: token 5 has 0 + 0.02 there, 0 + 0.04 in [2, 6).
+    assert squad.max_context_windows([0, 2, 4], 4, 6).tolist() == [0, 0, 0, 1, 1, 1]
+    assert squad.max_context_windows([0, 3], 4, 7).tolist() == [0, 0, 0, 0, 1, 1, 1]  # token 3 ties: the first wins
+
+
 # --- the official metrics -----------------------------------------------------------------------------------
 def test_exact_match_and_f1_follow_the_official_definition():
     assert squad.normalize_answer("  The Cat's  hat!  ") == "cats hat"

@@ -186,8 +186,9 @@ def make_features(examples: list[Example], tok: tokenizer.Tokenizer, *, max_seq_
             text, start = example.answers[0]
             answer = answer_token_span(spans, start, start + len(text))
         starts = window_starts(len(context_ids), window_length, doc_stride)
+        owner = max_context_windows(starts, window_length, len(context_ids))
         context_start = len(question) + 2
-        for window_start in starts:
+        for window_number, window_start in enumerate(starts):
             window_end = min(window_start + window_length, len(context_ids))  # exclusive
             length = context_start + window_end - window_start + 1
             input_ids = np.zeros(max_seq_length, np.int32)
@@ -197,9 +198,7 @@ def make_features(examples: list[Example], tok: tokenizer.Tokenizer, *, max_seq_
             offsets = np.full((max_seq_length, 2), -1, np.int32)
             offsets[context_start:length - 1] = spans[window_start:window_end]
             max_context = np.zeros(max_seq_length, bool)
-            for token in range(window_start, window_end):
-                max_context[context_start + token - window_start] = _has_max_context(starts, window_length,
-                                                                                     window_start, token)
+            max_context[context_start:length - 1] = owner[window_start:window_end] == window_number
             start_position = end_position = 0
             if answer is not None and window_start <= answer[0] and answer[1] < window_end:
                 start_position = context_start + answer[0] - window_start
@@ -212,15 +211,15 @@ def make_features(examples: list[Example], tok: tokenizer.Tokenizer, *, max_seq_
     return {name: np.asarray(value, np.int32 if name != "max_context" else bool) for name, value in features.items()}
 
 
-def _has_max_context(starts: list[int], window_length: int, window_start: int, token: int) -> bool:
-    """BERT's rule: a token belongs to the window where min(left, right) context plus 0.01 x length is
-    largest (the first such window wins ties)."""
-    def score(start):
-        end = start + window_length - 1
-        if not start <= token <= end:
-            return -1.0
-        return min(token - start, end - token) + 0.01 * window_length
-    return max(starts, key=score) == window_start
+def max_context_windows(starts: list[int], window_length: int, num_tokens: int) -> np.ndarray:
+    """(T,) for each context token, the window that gives it the most context: BERT's rule, the largest
+    min(tokens left, tokens right) + 0.01 x the window's length (the first such window wins ties)."""
+    starts = np.asarray(starts)[:, None]  # W, 1
+    lengths = np.minimum(window_length, num_tokens - starts)
+    tokens = np.arange(num_tokens)[None, :]  # 1, T
+    inside = (tokens >= starts) & (tokens < starts + lengths)
+    score = np.minimum(tokens - starts, starts + lengths - 1 - tokens) + 0.01 * lengths
+    return np.argmax(np.where(inside, score, -1.0), axis=0)
 
 
 # --- post-processing ----------------------------------------------------------------------------------------
