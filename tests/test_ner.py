@@ -99,6 +99,12 @@ def test_labels_sit_on_first_sub_tokens_and_map_back_to_words(sp_tokenizer):
         [ner.to_iob2(s.tags) for s in sentences]
 
 
+def test_a_tag_unseen_in_training_is_an_error(sp_tokenizer):
+    sentence = ner.Sentence(("Ana", "sang"), ("B-PER", "B-SONG"), 7)
+    with pytest.raises(ValueError, match=r"line 7: tag 'B-SONG' is not among the training file's labels"):
+        ner.make_features([sentence], sp_tokenizer, ["O", "B-PER", "I-PER"], max_seq_length=16)
+
+
 def test_words_past_max_seq_length_are_predicted_o(sp_tokenizer):
     sentence = ner.Sentence(("Ana", "Souza", "visited", "Kraków", "today"), ("B-PER", "I-PER", "O", "B-LOC", "O"), 1)
     features = ner.make_features([sentence], sp_tokenizer, ["O", "B-LOC", "B-PER", "I-PER"], max_seq_length=6)
@@ -124,17 +130,18 @@ def test_layer_combinations():
         ner.combine_layers(hidden[:3], "sum_last_four")
 
 
-def test_feature_tagger_learns_only_its_own_parameters():
+def test_feature_tagger_shapes_and_padding():
     hidden = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 5, 8))
     mask = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     tagger = ner.FeatureTagger(num_labels=4, how="weighted_sum", hidden_size=6)
     params = tagger.init(jax.random.PRNGKey(1), hidden, mask)["params"]
     assert params["layer_weights"].shape == (3,)
-    logits = tagger.apply({"params": params}, hidden, mask)
+    apply = jax.jit(tagger.apply)
+    logits = apply({"params": params}, hidden, mask)
     assert logits.shape == (2, 5, 4)
     # The backward LSTM starts at each row's last real token: padding does not change real positions' logits.
     padded = hidden.at[:, 0, 3:].set(100.0)
-    np.testing.assert_allclose(tagger.apply({"params": params}, padded, mask)[0, :3], logits[0, :3], atol=1e-5)
+    np.testing.assert_allclose(apply({"params": params}, padded, mask)[0, :3], logits[0, :3], atol=1e-5)
 
 
 # --- the task end to end ------------------------------------------------------------------------------------
