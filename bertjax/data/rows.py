@@ -54,15 +54,3 @@ def _evaluation_batches(arrays, count, batch_size, process_index, process_count)
         batch["example_weight"][real] = 1.0
         yield batch
 
-
-def gather_predictions(predict, params, batches) -> dict[str, np.ndarray]:
-    """`predict(params, batch)` over evaluation batches -> each output's rows in split order, padding rows
-    dropped (what a task's `evaluate` and `write_predictions` take)."""
-    outputs, indices = {}, []
-    for batch in batches:
-        real = batch["example_weight"] > 0
-        for name, value in predict(params, batch).items():
-            outputs.setdefault(name, []).append(np.asarray(value)[real])
-        indices.append(batch["example_index"][real])
-    order = np.argsort(np.concatenate(indices), kind="stable")
-    return {name: np.concatenate(values)[order] for name, values in outputs.items()}

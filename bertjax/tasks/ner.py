@@ -186,9 +186,8 @@ class NerTask:
     def __init__(self, config):
         self.model_config = BertConfig.from_config(config.model)
         self.settings, self.max_seq_length = config.ner, config.data.max_seq_length
-        for key in ("train_file",):
-            if not config.ner[key]:
-                raise ValueError(f"config.ner.{key} is not set; it also fixes the label set.")
+        if not config.ner.train_file:
+            raise ValueError("config.ner.train_file is not set; it also fixes the label set.")
         if not config.data.tokenizer:
             raise ValueError("config.data.tokenizer is not set; pass --config.data.tokenizer=...")
         if self.max_seq_length > self.model_config.max_position_embeddings:
