@@ -87,18 +87,19 @@ def is_predictive(task) -> bool:
     return hasattr(task, "predict")
 
 
-def compile_steps(task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None):
+def compile_steps(task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None, donate: bool = True):
     """The jitted train and evaluation steps: the train state's buffers are donated to the new state. On a
     mesh, the state keeps `state_shardings`, batches are split over data x fsdp, and metric sums or
     predictions are replicated (every process gets all of them). The evaluation step gives metric sums, or
     predictions for a predictive task."""
     train = functools.partial(train_step, task=task, optimizer=optimizer, accumulation_steps=accumulation_steps)
     evaluate = functools.partial(predict_step if is_predictive(task) else eval_step, task=task)
+    donated = (0,) if donate else ()
     if mesh is None:
-        return jax.jit(train, donate_argnums=(0,)), jax.jit(evaluate)
+        return jax.jit(train, donate_argnums=donated), jax.jit(evaluate)
     batch, whole = sharding.batch_sharding(mesh), sharding.replicated(mesh)
     return (jax.jit(train, in_shardings=(state_shardings, batch), out_shardings=(state_shardings, whole),
-                    donate_argnums=(0,)),
+                    donate_argnums=donated),
             jax.jit(evaluate, in_shardings=(state_shardings.params, batch), out_shardings=whole))
 
 
@@ -223,7 +224,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
         state, state_shardings, how = _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
         start_step = int(state.step)
         train_step_fn, eval_step_fn = compile_steps(task, optimizer, train_config.accumulation_steps,
-                                                    state_shardings, mesh)
+                                                    state_shardings, mesh, donate=train_config.donate_state)
         global_example = {name: jax.ShapeDtypeStruct((train_config.global_batch_size, *value.shape[1:]), value.dtype)
                           for name, value in example.items()}
         compiled = train_step_fn.lower(state, global_example).compile()

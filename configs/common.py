@@ -65,6 +65,10 @@ def train_config() -> config_dict.ConfigDict:
     train.checkpoint_every = 10_000
     train.keep_checkpoints = 3
     train.init_checkpoint = config_dict.placeholder(str)  # weights to start from: a bertjax run or an HF folder
+    # Speed switches (docs/performance.md measures each): the MLM head on the masked positions only ("masked")
+    # or on every position ("all": the same loss, more work); donating the train state's buffers to the step.
+    train.mlm_positions = "masked"
+    train.donate_state = True
     return train
 
 
