@@ -136,7 +136,7 @@ class Checkpointer:
         stored = traverse_util.flatten_dict(metadata.tree["params"], sep="/")
         wanted = traverse_util.flatten_dict(abstract_params, sep="/")
         problems = [f"{name}: checkpoint {tuple(stored[name].shape)}, config {tuple(want.shape)}"
-                    for name, want in wanted.items()
+                    for name, want in sorted(wanted.items())
                     if name in stored and tuple(stored[name].shape) != tuple(want.shape)]
         problems += [f"{name}: not in the checkpoint" for name in wanted if name not in stored]
         problems += [f"{name}: not in this model" for name in stored if name not in wanted]

@@ -144,10 +144,6 @@ def check_train_config(train) -> None:
                          ("eval_every", 0), ("checkpoint_every", 0), ("max_bad_steps", 0)):
         if train[key] < minimum:
             problems.append(f"train.{key}={train[key]} must be at least {minimum}")
-    if train.checkpoint_every > train.num_steps > 0:
-        problems.append(f"train.checkpoint_every={train.checkpoint_every} exceeds train.num_steps="
-                        f"{train.num_steps}: no checkpoint would be written before the end (0 means only at the "
-                        "end)")
     if problems:
         raise ValueError("Impossible config: " + "; ".join(problems) + ".")
 

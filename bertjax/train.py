@@ -168,8 +168,6 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
     train_config = config.train
     faults.check_train_config(train_config)
     faults.check_workdir(workdir)
-    if jax.process_index() == 0:
-        checkpoint.write_json(workdir / "config.json", config.to_dict())  # also proves the directory writable
     batch_size = check_batch_sizes(train_config, jax.process_count())
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_batch_divides(train_config.global_batch_size, train_config.accumulation_steps, mesh,
@@ -187,6 +185,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
     with sharding.activate(mesh, config.mesh.rules), faults.PreemptionGuard(checkpointer) as preemption:
         state, state_shardings, how = _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
         start_step = int(state.step)
+        if jax.process_index() == 0:  # after the checkpoint is found to fit: a refused run leaves it alone
+            checkpoint.write_json(workdir / "config.json", config.to_dict())
         faults.warn_if_disk_small(checkpointer.directory, faults.state_bytes(state), train_config.keep_checkpoints)
         train_step_fn, eval_step_fn = compile_steps(task, optimizer, train_config.accumulation_steps,
                                                     state_shardings, mesh, train_config.max_bad_steps > 0)
