@@ -1,13 +1,16 @@
-"""tools/pretrain.py as a user runs it, for the fault-injection tests, with one test hook:
+"""tools/pretrain.py as a user runs it, for the fault-injection tests, with two test hooks:
 `--pause_before_commit=STEP` stops the background write of checkpoint STEP after all its files are in the
 temporary directory and just before orbax renames it into place, and creates `WORKDIR/PAUSED`, so a test
-can kill the process at the most delicate moment of a save.
+can kill the process at the most delicate moment of a save; `--limit_file_bytes=N` makes every write past
+N bytes of a file fail (EFBIG), as writes to a full disk fail.
 
-    python tests/fault_driver.py [--pause_before_commit=STEP] --config=... --workdir=...
+    python tests/fault_driver.py [--pause_before_commit=STEP] [--limit_file_bytes=N] --config=... --workdir=...
 """
 
 import pathlib
+import resource
 import runpy
+import signal
 import sys
 import time
 
@@ -36,6 +39,11 @@ def main() -> None:
         if arg.startswith("--pause_before_commit="):
             argv.remove(arg)
             pause_before_commit(int(arg.split("=", 1)[1]), workdir)
+        if arg.startswith("--limit_file_bytes="):
+            argv.remove(arg)
+            limit = int(arg.split("=", 1)[1])
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     sys.argv = [str(ROOT / "tools" / "pretrain.py"), *argv]
     runpy.run_path(sys.argv[0], run_name="__main__")
 

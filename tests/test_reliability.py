@@ -7,7 +7,6 @@ import os
 import pathlib
 import pickle
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -59,20 +58,15 @@ class Payload:
 
 # --- subprocesses ---------------------------------------------------------------------------------------------
 
-def _start(workdir, prepared_dir, sp_tokenizer_path, *extra, limit_file_bytes=None):
+def _start(workdir, prepared_dir, sp_tokenizer_path, *extra):
     settings = {**OVERRIDES, "data.tokenizer": sp_tokenizer_path, "data.prepared_dir": prepared_dir}
     args = [f"--config.{key}={value}" for key, value in settings.items()]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # one device: quick
 
-    def limit_files():  # a disk that fills up: writes past the limit fail with EFBIG
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_bytes, limit_file_bytes))
-
     return subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "fault_driver.py"), "--config=configs/bert_tiny.py", *args,
          f"--workdir={workdir}", *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=limit_files if limit_file_bytes else None)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _finish(process, timeout=240):
@@ -184,7 +178,8 @@ def test_kill_9_anywhere_then_restart_equals_an_uninterrupted_run(uninterrupted,
         process.wait()
         assert min(_train_records(tmp_path, skip)) == resume + 1  # it went on from the newest checkpoint
         assert _steps(tmp_path)[-1] >= resume
-        assert all((tmp_path / "checkpoints" / str(step) / "commit_success.txt").exists() for step in _steps(tmp_path))
+        # The newest is complete. (An older one may be half deleted: orbax removes the oldest file by file.)
+        assert (tmp_path / "checkpoints" / str(_steps(tmp_path)[-1]) / "commit_success.txt").exists()
 
     # 4. The same command again runs to the end.
     code, stdout, stderr = _finish(_start(tmp_path, prepared_dir, sp_tokenizer_path))
@@ -197,14 +192,16 @@ def test_full_disk_fails_the_save_loudly_and_keeps_the_previous_checkpoint(unint
     workdir = tmp_path / "run"
     shutil.copytree(uninterrupted[0], workdir)
     before = _saved_state(workdir / "checkpoints" / "16")
-    # Continue to step 20 where no file may exceed 64 kB: the logs fit, checkpoint 18's arrays do not.
+    # Continue to step 20 where no file may exceed 64 kB (a disk that fills up): the logs fit, checkpoint 18's
+    # arrays do not.
     process = _start(workdir, prepared_dir, sp_tokenizer_path, "--config.train.num_steps=20",
-                     limit_file_bytes=64 * 1024)
+                     "--limit_file_bytes=65536")
     code, _, stderr = _finish(process)
     assert code == 1, stderr
-    message = stderr.strip().splitlines()[-1]
-    assert "Writing checkpoint 18" in message and f"{workdir / 'checkpoints' / '16'} is intact" in message
-    assert "Traceback" not in stderr
+    # One line that says what failed and what to do (orbax logs the failure of its writer threads as well).
+    [message] = [line for line in stderr.splitlines() if line.startswith(f"{ROOT / 'tools' / 'pretrain.py'}: error:")]
+    assert "error: Writing checkpoint 18 in " in message
+    assert "File too large" in message and f"the previous checkpoint {workdir / 'checkpoints' / '16'} is intact" in message
     assert _steps(workdir) == [14, 16]
     after = _saved_state(workdir / "checkpoints" / "16")
     for name in before:
