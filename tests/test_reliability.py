@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from bertjax import checkpoint, convert, faults, train
-from bertjax.data import tokenizer
+from bertjax.data import shards, tokenizer
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
 from configs import bert_tiny
@@ -331,6 +331,20 @@ def test_bad_settings_fail_before_any_work(prepared_dir, sp_tokenizer_path, tmp_
     config = _config(prepared_dir, sp_tokenizer_path, **{"model.vocab_size": 1000})
     with pytest.raises(ValueError, match="vocab_size=1000 is smaller than the tokenizer's 4000"):
         PretrainingTask(config)
+
+
+def test_a_malformed_shard_record_is_named(tmp_path):
+    from array_record.python.array_record_module import ArrayRecordWriter
+    path = tmp_path / "train-00000.array_record"
+    writer = ArrayRecordWriter(str(path), "group_size:1")
+    writer.write(shards.encode_document([[5, 6, 7], [8]]))
+    writer.write(np.array([3, 2, 9], np.int32).tobytes())  # three sentences announced, one length, no tokens
+    writer.close()
+    source = shards.DocumentSource([str(path)])
+    assert [s.tolist() for s in source[0]] == [[5, 6, 7], [8]]
+    with pytest.raises(ValueError, match=r"Record 1 of the shards \S+train-00000.array_record: a malformed "
+                                         r"document record \(12 bytes"):
+        source[1]
 
 
 # --- untrusted files --------------------------------------------------------------------------------------------
