@@ -264,7 +264,7 @@ def test_bounded_bad_steps_are_skipped_without_an_update(prepared_dir, sp_tokeni
     assert np.isfinite(records[4]["loss"]) and _steps(tmp_path) == [1, 2, 3, 4]
 
 
-def test_damaged_checkpoints_are_passed_over_with_a_warning(prepared_dir, sp_tokenizer_path, tmp_path, caplog):
+def test_damaged_checkpoints_are_passed_over_with_a_warning_or_stop_the_run(prepared_dir, sp_tokenizer_path, tmp_path, caplog):
     config = _config(prepared_dir, sp_tokenizer_path, **{"train.num_steps": 6, "train.keep_checkpoints": 3})
     expected = train.train_and_evaluate(config, tmp_path, PretrainingTask(config))
     assert _steps(tmp_path) == [2, 4, 6]
@@ -294,18 +294,17 @@ def test_damaged_checkpoints_are_passed_over_with_a_warning(prepared_dir, sp_tok
         train.train_and_evaluate(bigger, tmp_path, PretrainingTask(bigger))
     assert _steps(tmp_path) == [2, 4, 6] and len(list((tmp_path / "corrupt_checkpoints").iterdir())) == 2
 
-
-def test_every_checkpoint_damaged_stops_instead_of_starting_afresh(prepared_dir, sp_tokenizer_path, tmp_path):
-    config = _config(prepared_dir, sp_tokenizer_path, **{"train.num_steps": 2})
+    # Every checkpoint damaged: the run stops, naming each, and moves nothing (it must not start afresh).
+    for step in (2, 4, 6):
+        shutil.rmtree(tmp_path / "checkpoints" / str(step) / "state")
     task = PretrainingTask(config)
-    train.train_and_evaluate(config, tmp_path, task)
-    shutil.rmtree(tmp_path / "checkpoints" / "2" / "state")
-    checkpointer = checkpoint.Checkpointer(tmp_path, keep=2)
+    checkpointer = checkpoint.Checkpointer(tmp_path, keep=3)
     iterator = iter(task.dataset("train", batch_size=8, seed=0, train=True))
-    with pytest.raises(ValueError, match="No checkpoint in .* restores: 2: .*Move them away to start afresh"):
+    with pytest.raises(ValueError, match="No checkpoint in .* restores: 6: .*; 4: .*; 2: .*Move them away to start "
+                                         "afresh"):
         checkpointer.restore_latest(_abstract_state(config, task), iterator)
     checkpointer.close()
-    assert _steps(tmp_path) == [2]
+    assert _steps(tmp_path) == [2, 4, 6] and len(list((tmp_path / "corrupt_checkpoints").iterdir())) == 2
 
 
 def test_bad_settings_fail_before_any_work(prepared_dir, sp_tokenizer_path, tmp_path):
