@@ -230,7 +230,8 @@ def _fit(want: jax.ShapeDtypeStruct, have, source) -> jax.Array:
 def restore_or_init(checkpointer: Checkpointer, abstract_state: Any, init_state: Callable[[], Any],
                     data_iterator, init_checkpoint: str | None, with_params: Callable[[Any, Any], Any],
                     identity: dict | None = None):
-    """(state, how): resume from the work directory's newest good checkpoint, else start from `init_checkpoint`'s parameters, else
+    """(state, how): resume from the work directory's newest good checkpoint, else start from
+    `init_checkpoint`'s parameters, else
     fresh. `with_params(state, params)` puts loaded parameters into a fresh state. A checkpoint whose record
     disagrees with `identity` (say, another tokenizer's fingerprint) is refused."""
     restored = checkpointer.restore_latest(abstract_state, data_iterator)

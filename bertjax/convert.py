@@ -11,6 +11,7 @@ mis-shaped tensor named.
 
 import dataclasses
 import json
+import math
 import pathlib
 import re
 from typing import Any
@@ -212,8 +213,8 @@ def check_safetensors_header(path: str | pathlib.Path) -> dict[str, Any]:
             continue
         if dtype not in _SAFETENSORS_DTYPES:
             problems.append(f"{name}: unknown dtype {dtype!r}")
-        elif min(shape, default=0) < 0 or end - begin != int(np.prod(shape)) * _SAFETENSORS_DTYPES[dtype]:
-            problems.append(f"{name}: shape {shape} of {dtype} takes {int(np.prod(shape)) * _SAFETENSORS_DTYPES[dtype]:,} "
+        elif min(shape, default=0) < 0 or end - begin != math.prod(shape) * _SAFETENSORS_DTYPES[dtype]:
+            problems.append(f"{name}: shape {shape} of {dtype} takes {math.prod(shape) * _SAFETENSORS_DTYPES[dtype]:,} "
                             f"bytes, its offsets give {end - begin:,}")
         elif not 0 <= begin <= end <= data_bytes:
             problems.append(f"{name}: bytes {begin:,}-{end:,} lie outside the file's {data_bytes:,} data bytes "

@@ -126,7 +126,8 @@ def uninterrupted(prepared_dir, sp_tokenizer_path, tmp_path_factory):
 def _assert_same_run(workdir, reference, final_stdout, reference_stdout):
     steps = OVERRIDES["train.num_steps"]
     assert _steps(workdir)[-1] == steps and not _temporaries(workdir)
-    ours, theirs = _saved_state(workdir / "checkpoints" / str(steps)), _saved_state(reference / "checkpoints" / str(steps))
+    ours = _saved_state(workdir / "checkpoints" / str(steps))
+    theirs = _saved_state(reference / "checkpoints" / str(steps))
     assert ours.keys() == theirs.keys()
     for name in theirs:
         np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)  # bitwise
@@ -201,7 +202,8 @@ def test_full_disk_fails_the_save_loudly_and_keeps_the_previous_checkpoint(unint
     # One line that says what failed and what to do (orbax logs the failure of its writer threads as well).
     [message] = [line for line in stderr.splitlines() if line.startswith(f"{ROOT / 'tools' / 'pretrain.py'}: error:")]
     assert "error: Writing checkpoint 18 in " in message
-    assert "File too large" in message and f"the previous checkpoint {workdir / 'checkpoints' / '16'} is intact" in message
+    assert "File too large" in message
+    assert f"the previous checkpoint {workdir / 'checkpoints' / '16'} is intact" in message
     assert _steps(workdir) == [14, 16]
     after = _saved_state(workdir / "checkpoints" / "16")
     for name in before:
@@ -264,7 +266,8 @@ def test_bounded_bad_steps_are_skipped_without_an_update(prepared_dir, sp_tokeni
     assert np.isfinite(records[4]["loss"]) and _steps(tmp_path) == [1, 2, 3, 4]
 
 
-def test_damaged_checkpoints_are_passed_over_with_a_warning_or_stop_the_run(prepared_dir, sp_tokenizer_path, tmp_path, caplog):
+def test_damaged_checkpoints_are_passed_over_with_a_warning_or_stop_the_run(prepared_dir, sp_tokenizer_path, tmp_path,
+                                                                           caplog):
     config = _config(prepared_dir, sp_tokenizer_path, **{"train.num_steps": 6, "train.keep_checkpoints": 3})
     expected = train.train_and_evaluate(config, tmp_path, PretrainingTask(config))
     assert _steps(tmp_path) == [2, 4, 6]
