@@ -218,25 +218,25 @@ def _abstract_state(config, task):
     return jax.eval_shape(lambda: train.init_train_state(task, optimizer, config.seed, example))
 
 
-def _poison_training_batches(monkeypatch, task, batch_size, steps):
+def _poison_training_batches(monkeypatch, batch_size, steps):
     """Give the training batches of `steps` NaN masked-LM weights (as damaged data would): a NaN loss."""
-    real_tokens, seen = task.real_tokens, {"count": 0}
+    global_batch, seen = train.sharding.global_batch, {"count": 0}
 
-    def poisoning(batch):
-        if len(batch["input_ids"]) == batch_size:
+    def poisoning(batch, mesh):
+        if len(batch["input_ids"]) == batch_size:  # training batches, not evaluation's
             seen["count"] += 1
             if seen["count"] in steps:
-                batch["masked_weights"][:] = np.nan
-        return real_tokens(batch)
+                batch = {**batch, "masked_weights": np.full_like(batch["masked_weights"], np.nan)}
+        return global_batch(batch, mesh)
 
-    monkeypatch.setattr(task, "real_tokens", poisoning)
+    monkeypatch.setattr(train.sharding, "global_batch", poisoning)
 
 
 def test_nan_loss_stops_the_run_and_names_the_last_good_checkpoint(prepared_dir, sp_tokenizer_path, tmp_path,
                                                                     monkeypatch):
     config = _config(prepared_dir, sp_tokenizer_path, **{"train.num_steps": 8})
     task = PretrainingTask(config)
-    _poison_training_batches(monkeypatch, task, 8, {5})
+    _poison_training_batches(monkeypatch, 8, {5})
     with pytest.raises(faults.NonFiniteError, match=r"step 5: loss nan, gradient norm nan: a non-finite step, "
                        r"training stopped; the last good checkpoint is \S+/checkpoints/4 \(step 4\)"):
         train.train_and_evaluate(config, tmp_path, task)
@@ -252,7 +252,7 @@ def test_bounded_bad_steps_are_skipped_without_an_update(prepared_dir, sp_tokeni
     config = _config(prepared_dir, sp_tokenizer_path, **{"train.num_steps": 8, "train.checkpoint_every": 1,
                                                          "train.keep_checkpoints": 8, "train.max_bad_steps": 1})
     task = PretrainingTask(config)
-    _poison_training_batches(monkeypatch, task, 8, {3, 5})
+    _poison_training_batches(monkeypatch, 8, {3, 5})
     with pytest.raises(faults.NonFiniteError, match="step 5: .*more than train.max_bad_steps=1 non-finite steps"):
         train.train_and_evaluate(config, tmp_path, task)
     params = {step: _saved_state(tmp_path / "checkpoints" / str(step)) for step in (2, 3, 4)}
