@@ -33,7 +33,7 @@ OVERRIDES = {
     "optim.warmup_steps": 2, "train.num_steps": 16, "train.global_batch_size": 8, "train.eval_batch_size": 16,
     "train.log_every": 1, "train.eval_every": 0, "train.checkpoint_every": 2, "train.keep_checkpoints": 2,
 }
-VOLATILE = ("time", "tokens_per_second", "steps_per_second")  # wall-clock figures, not results
+VOLATILE = ("time", "tokens_per_second", "steps_per_second", "input_wait_fraction", "mfu")  # wall-clock figures
 
 
 def _config(prepared_dir, sp_tokenizer_path, **overrides):
