@@ -12,12 +12,15 @@ samples from the causal LM) and `results.json`. Runs already complete in --workd
 only redraws; `--steps` small (say 20) is a smoke run.
 """
 
+import hashlib
 import json
 import pathlib
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 from absl import flags
 from ml_collections import config_dict
 
@@ -34,6 +37,7 @@ _STEPS = flags.DEFINE_integer("steps", 600, "Updates per model.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Rows per update, for every model.")
 _SEQ_LENGTH = flags.DEFINE_integer("seq_length", 128, "Tokens per row.")
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 2048, "SentencePiece vocabulary size.")
+_PROBE_CLASSES = flags.DEFINE_integer("probe_classes", 8, "Packages the feature-based probe tells apart.")
 _ONLY = flags.DEFINE_list("only", None, "Run only these experiments (names in EXPERIMENTS).")
 
 # name: (task, model overrides, what its loss curve shows). Sizes keep parameter counts comparable:
@@ -85,6 +89,88 @@ def _prepare(workdir: pathlib.Path) -> None:
                        source="builtin")
 
 
+def _probe_data(tok, length: int, classes: int):
+    """The feature-based probe's task: which standard-library package a docstring comes from, among the
+    `classes` packages with the most docstrings (at most 150 each); one document in five is the test set,
+    chosen by a hash of its text. Returns (ids, mask, labels, is_test, class names)."""
+    documents = list(corpus.builtin_documents())
+    counts = {}
+    for package, _ in documents:
+        counts[package] = counts.get(package, 0) + 1
+    names = sorted((p for p in counts if p != "pydoc_topics"), key=lambda p: -counts[p])[:classes]
+    chosen, taken = [], dict.fromkeys(names, 0)
+    for package, document in documents:
+        if package in taken and taken[package] < 150:
+            taken[package] += 1
+            chosen.append((names.index(package), document))
+    ids = np.zeros((len(chosen), length), np.int32)
+    for row, (_, document) in enumerate(chosen):
+        tokens = [tok.cls_id, *[t for sentence in tok.encode_batch(document) for t in sentence][:length - 2],
+                  tok.sep_id]
+        ids[row, :len(tokens)] = tokens
+    labels = np.array([label for label, _ in chosen])
+    is_test = np.array([hash_bucket(" ".join(document)) == 0 for _, document in chosen])
+    return ids, (ids > 0).astype(np.int32), labels, is_test, names
+
+
+def hash_bucket(text: str, buckets: int = 5) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16) % buckets
+
+
+def _layer_features(task, params, ids, mask) -> list[np.ndarray]:
+    """Frozen features: each layer's hidden states (the embeddings first), averaged over real tokens (N, D)."""
+    if isinstance(task, PretrainingTask):
+        states = jax.jit(lambda ids, mask: task.model.apply({"params": params}, ids, None, mask).encoder.hidden_states)
+    else:
+        positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape[1:])
+        states = jax.jit(lambda ids, mask: task.apply(
+            params, {"input_ids": ids, "attention_mask": mask, "position_ids": jnp.broadcast_to(positions, ids.shape)}
+        ).hidden_states)
+    pooled = []
+    for start in range(0, len(ids), 64):
+        chunk_ids, chunk_mask = ids[start:start + 64], mask[start:start + 64]
+        weights = chunk_mask[..., None] / chunk_mask.sum(-1, keepdims=True)[..., None]
+        pooled.append([np.asarray(jnp.sum(layer * weights, axis=1)) for layer in states(chunk_ids, chunk_mask)])
+    return [np.concatenate(layer) for layer in zip(*pooled)]
+
+
+def _linear_probe(features: np.ndarray, labels, is_test, classes: int) -> float:
+    """Test accuracy of a softmax regression on standardised frozen features (full-batch Adam, L2)."""
+    train_x, test_x = features[~is_test], features[is_test]
+    mean, scale = train_x.mean(0), train_x.std(0) + 1e-6
+    train_x, test_x = (train_x - mean) / scale, (test_x - mean) / scale
+    weights = {"w": jnp.zeros((features.shape[1], classes)), "b": jnp.zeros(classes)}
+    optimizer = optax.adamw(1e-2, weight_decay=1e-2)
+
+    def loss(weights):
+        logits = train_x @ weights["w"] + weights["b"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels[~is_test]).mean()
+
+    @jax.jit
+    def step(weights, state):
+        grads = jax.grad(loss)(weights)
+        updates, state = optimizer.update(grads, state, weights)
+        return optax.apply_updates(weights, updates), state
+
+    state = optimizer.init(weights)
+    for _ in range(300):
+        weights, state = step(weights, state)
+    predictions = np.argmax(test_x @ weights["w"] + weights["b"], axis=-1)
+    return float(np.mean(predictions == labels[is_test]))
+
+
+def _probe(task, params, data) -> dict[str, float]:
+    """Probe accuracies of one model's features: each layer, the mean of all (ELMo's scalar mix at its
+    start), and all layers concatenated."""
+    ids, mask, labels, is_test, names = data
+    layers = _layer_features(task, params, ids, mask)
+    classes = len(names)
+    results = {f"layer {index}": _linear_probe(layer, labels, is_test, classes) for index, layer in enumerate(layers)}
+    results["mean of all"] = _linear_probe(np.mean(layers, axis=0), labels, is_test, classes)
+    results["concat of all"] = _linear_probe(np.concatenate(layers, axis=1), labels, is_test, classes)
+    return results
+
+
 def _held_out(task, params, batch_size: int) -> dict[str, float]:
     """A task's metrics over the validation split (one jitted step, no mesh)."""
     step = jax.jit(lambda params, batch: task.loss(params, batch, None)[1])
@@ -110,6 +196,15 @@ def _samples(task, params) -> list[tuple[str, str, str]]:
     sampled = generate.generate(model, params, prompts, sampling=generate.Sampling(0.8, 0, 0.95), seed=0,
                                 **common_args)
     return [(prompt, tok.decode(a), tok.decode(b)) for prompt, a, b in zip(PROMPTS, greedy, sampled)]
+
+
+def _train_seconds(workdir: pathlib.Path, log_every: int) -> float:
+    """The time a run spent in training steps, from its logged speeds (also right for a reused run)."""
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["split"] == "train"]
+    speeds = [r["steps_per_second"] for r in records if r["split"] == "train"]
+    windows = np.diff([0, *steps]) if steps else []
+    return float(sum(window / speed for window, speed in zip(windows, speeds)))
 
 
 def _curves(workdir: pathlib.Path, metric: str) -> dict[str, list[tuple[int, float]]]:
@@ -153,9 +248,10 @@ def _plot(results: dict, path: pathlib.Path) -> None:
     partial.replace(path)
 
 
-def _report(results: dict, probe: dict | None, samples, seconds: float) -> str:
+def _report(results: dict, probe: dict | None, samples, seconds: float, probe_classes: int,
+            untrained_probe: dict) -> str:
     lines = [f"Each model: {_STEPS.value} updates of {_BATCH_SIZE.value} rows x {_SEQ_LENGTH.value} tokens; "
-             f"vocabulary {_VOCAB_SIZE.value}. Total time {seconds / 60:.1f} min on "
+             f"vocabulary {_VOCAB_SIZE.value}. Training time {seconds / 60:.1f} min in all on "
              f"{jax.device_count()} {jax.devices()[0].platform} device(s).", "",
              "| model | objective | parameters | train time | held-out loss | held-out accuracy |",
              "|---|---|---:|---:|---:|---:|"]
@@ -169,6 +265,14 @@ def _report(results: dict, probe: dict | None, samples, seconds: float) -> str:
             accuracy += f" (backward {final['backward_lm_accuracy']:.1%})"
         lines.append(f"| {name} | {result['task']} ({prefix.upper()} targets) | {result['parameters']:,} | "
                      f"{result['seconds'] / 60:.1f} min | {loss} | {accuracy} |")
+    layers = max(len(result["probe"]) for result in results.values())
+    columns = next(list(result["probe"]) for result in results.values() if len(result["probe"]) == layers)
+    lines += ["", f"Feature-based probe (frozen features averaged over each docstring's first 64 tokens, a linear "
+                  f"classifier of its package among {probe_classes}; test accuracy; layer 0 is the embeddings):", "",
+              "| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, result in [*results.items(), ("untrained transformer (control)", {"probe": untrained_probe})]:
+        lines.append(f"| {name} | " + " | ".join(f"{result['probe'][c]:.1%}" if c in result["probe"] else "-"
+                                                for c in columns) + " |")
     if probe:
         lines += ["", f"The unmasked shifted LM's parameters scored as a forward LM (causal attention, so it cannot "
                       f"see the token it predicts): held-out loss {probe['lm_loss']:.3f}, accuracy "
@@ -189,16 +293,18 @@ def main(argv):
         raise ValueError(f"--only: unknown experiment(s) {unknown}; choose from {list(EXPERIMENTS)}.")
     start = time.perf_counter()
     _prepare(workdir)
-    results = {}
+    results, probe_data = {}, None
     for name in names:
         config = _config(name, workdir)
         task = _make_task(config)
         run_dir = workdir / name
-        began = time.perf_counter()
         final = train.train_and_evaluate(config, run_dir, task)
         params = _params(task, run_dir)
+        if probe_data is None:
+            probe_data = _probe_data(task.tokenizer, 64, _PROBE_CLASSES.value)
         results[name] = {"task": config.task, "final": final, "parameters": train.count_parameters(params),
-                         "seconds": time.perf_counter() - began, "curves": _curves(run_dir, EXPERIMENTS[name][2])}
+                         "seconds": _train_seconds(run_dir, config.train.log_every),
+                         "curves": _curves(run_dir, EXPERIMENTS[name][2]), "probe": _probe(task, params, probe_data)}
         if name == "causal_lm":
             results[name]["samples"] = _samples(task, params)
         if name == "shifted_lm_unmasked":  # the same parameters, denied the view of the next token
@@ -206,12 +312,18 @@ def main(argv):
                 config.task = "causal_lm"
             results[name]["as_forward_lm"] = _held_out(causal_lm.LanguageModelTask(config), params,
                                                        config.train.eval_batch_size)
-    seconds = time.perf_counter() - start
+    # The control: the causal LM's architecture with its initial, untrained parameters.
+    untrained = causal_lm.LanguageModelTask(_config("causal_lm", workdir))
+    untrained_params = untrained.init_params(jax.random.PRNGKey(0), untrained.example_batch(1))
+    untrained_probe = _probe(untrained, untrained_params, probe_data)
+    seconds = sum(result["seconds"] for result in results.values())
+    print(f"this run took {(time.perf_counter() - start) / 60:.1f} min (training, evaluation, probes, plots)")
     output_dir.mkdir(parents=True, exist_ok=True)
     _plot(results, output_dir / "loss_curves.png")
     report = _report(results, results.get("shifted_lm_unmasked", {}).get("as_forward_lm"),
-                     results.get("causal_lm", {}).get("samples"), seconds)
-    checkpoint.write_json(output_dir / "results.json", {"seconds": seconds, "results": results})
+                     results.get("causal_lm", {}).get("samples"), seconds, _PROBE_CLASSES.value, untrained_probe)
+    checkpoint.write_json(output_dir / "results.json", {"seconds": seconds, "results": results,
+                                                        "untrained_probe": untrained_probe})
     (output_dir / "results.md").write_text(report)
     print(report)
     print(f"wrote {output_dir / 'loss_curves.png'}, {output_dir / 'results.md'}, {output_dir / 'results.json'}")
