@@ -54,6 +54,16 @@ def test_cached_greedy_generation_equals_recomputing_every_step(model_and_params
     assert len({tuple(row) for row in cached}) == 3  # the rows really differ
 
 
+def test_scanned_layers_decode_like_unrolled_ones(model_and_params):
+    from bertjax.model import stack_layers
+
+    model, params = model_and_params
+    scanned = BertForCausalLM(BertConfig(**{**CONFIG.__dict__, "scan_layers": True}))
+    scanned_params = {**params, "bert": stack_layers(params["bert"], CONFIG.num_layers)}
+    assert generate.generate(scanned, scanned_params, PROMPTS, max_new_tokens=8) == \
+        generate.generate(model, params, PROMPTS, max_new_tokens=8)
+
+
 def test_one_compiled_decode_step_serves_every_token(model_and_params):
     model, params = model_and_params
     sampling = generate.Sampling(temperature=0.7, top_k=7)  # a setting no other test compiles
