@@ -198,13 +198,15 @@ def _samples(task, params) -> list[tuple[str, str, str]]:
     return [(prompt, tok.decode(a), tok.decode(b)) for prompt, a, b in zip(PROMPTS, greedy, sampled)]
 
 
-def _train_seconds(workdir: pathlib.Path, log_every: int) -> float:
-    """The time a run spent in training steps, from its logged speeds (also right for a reused run)."""
+def _train_seconds(workdir: pathlib.Path) -> float:
+    """A run's wall time (evaluations included), from the clock times of its logged training records; the
+    first window, before any record, is counted at the run's average pace. Also right for a reused run."""
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    steps = [r["step"] for r in records if r["split"] == "train"]
-    speeds = [r["steps_per_second"] for r in records if r["split"] == "train"]
-    windows = np.diff([0, *steps]) if steps else []
-    return float(sum(window / speed for window, speed in zip(windows, speeds)))
+    train_records = [r for r in records if r["split"] == "train"]
+    first, last = train_records[0], train_records[-1]
+    if last["step"] == first["step"]:
+        return 0.0
+    return (last["time"] - first["time"]) * last["step"] / (last["step"] - first["step"])
 
 
 def _curves(workdir: pathlib.Path, metric: str) -> dict[str, list[tuple[int, float]]]:
@@ -251,9 +253,9 @@ def _plot(results: dict, path: pathlib.Path) -> None:
 def _report(results: dict, probe: dict | None, samples, seconds: float, probe_classes: int,
             untrained_probe: dict) -> str:
     lines = [f"Each model: {_STEPS.value} updates of {_BATCH_SIZE.value} rows x {_SEQ_LENGTH.value} tokens; "
-             f"vocabulary {_VOCAB_SIZE.value}. Training time {seconds / 60:.1f} min in all on "
+             f"vocabulary {_VOCAB_SIZE.value}. Run time (training and evaluations) {seconds / 60:.1f} min in all on "
              f"{jax.device_count()} {jax.devices()[0].platform} device(s).", "",
-             "| model | objective | parameters | train time | held-out loss | held-out accuracy |",
+             "| model | objective | parameters | run time | held-out loss | held-out accuracy |",
              "|---|---|---:|---:|---:|---:|"]
     for name, result in results.items():
         final = result["final"]
@@ -303,7 +305,7 @@ def main(argv):
         if probe_data is None:
             probe_data = _probe_data(task.tokenizer, 64, _PROBE_CLASSES.value)
         results[name] = {"task": config.task, "final": final, "parameters": train.count_parameters(params),
-                         "seconds": _train_seconds(run_dir, config.train.log_every),
+                         "seconds": _train_seconds(run_dir),
                          "curves": _curves(run_dir, EXPERIMENTS[name][2]), "probe": _probe(task, params, probe_data)}
         if name == "causal_lm":
             results[name]["samples"] = _samples(task, params)
