@@ -33,7 +33,7 @@ from configs import common
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/experiments", "Where the tokenizer, data and runs go.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "docs/experiments", "Where the plot and tables go.")
-_STEPS = flags.DEFINE_integer("steps", 600, "Updates per model.")
+_STEPS = flags.DEFINE_integer("steps", 300, "Updates per model.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Rows per update, for every model.")
 _SEQ_LENGTH = flags.DEFINE_integer("seq_length", 128, "Tokens per row.")
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 2048, "SentencePiece vocabulary size.")
