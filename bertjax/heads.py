@@ -1,5 +1,5 @@
-"""Output heads over the encoder: the pretraining model, and the fine-tuning models (sequence
-classification, span prediction, token tagging) named as HF names them.
+"""Output heads over the encoder: the pretraining model, the causal (forward) language model, and the
+fine-tuning models (sequence classification, span prediction, token tagging) named as HF names them.
 
 Shape letters: B batch, L length, P predicted positions per sequence, D hidden, V vocab.
 """
@@ -70,6 +70,25 @@ class BertForPretraining(nn.Module):
         if cls_positions is not None:  # packed rows: each example's [CLS] -> B, E, D
             pooled = self.bert.pool(gather_positions(encoder.last_hidden_state, cls_positions))
         return PretrainingOutput(mlm_logits, self.sentence_head(pooled), encoder)
+
+
+class BertForCausalLM(nn.Module):
+    """A forward language model: the encoder (causal when `config.causal`) and an LM head tied to the word
+    embeddings (BERT's MLM head, under `lm_head`) scoring every position: logits (B, L, V) at position t
+    predict token t+1. With `decode=True` it runs new tokens against the key/value cache (see
+    `BertModel`)."""
+
+    config: BertConfig
+
+    def setup(self):
+        self.bert = BertModel(self.config)
+        self.lm_head = MaskedLMHead(self.config)
+
+    def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
+                 deterministic: bool = True, decode: bool = False) -> "HeadOutput":
+        encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic,
+                            decode=decode)
+        return HeadOutput(self.lm_head(encoder.last_hidden_state, self.bert.embeddings.word_embeddings), encoder)
 
 
 class HeadOutput(NamedTuple):

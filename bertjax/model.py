@@ -177,7 +177,8 @@ class SelfAttention(nn.Module):
     config: BertConfig
 
     @nn.compact
-    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, deterministic: bool) -> jax.Array:
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, deterministic: bool,
+                 cache_positions: jax.Array | None = None) -> jax.Array:
         cfg = self.config
         heads, head_dim = (cfg.num_heads, cfg.head_dim), ("heads", "head_dim")
 
@@ -189,12 +190,18 @@ class SelfAttention(nn.Module):
         key = projection("key")(hidden)
         value = projection("value")(hidden)
 
+        if cache_positions is not None:
+            context = self._cached_attention(query, key, value, cache_positions)
+            return DenseEinsum(cfg, "blhk,hkd->bld", (*heads, cfg.hidden_size), (*head_dim, "embed"), ("embed",),
+                               name="output")(context)
+
         dropout_active = not deterministic and cfg.attention_dropout > 0
         impl = cfg.attention_impl
         if impl == "auto":
             impl = "manual" if dropout_active else "xla"
         if impl == "manual":
-            context = self._manual_attention(query, key, value, attention_mask, deterministic)
+            context = self._manual_attention(query, key, value, attention_allowed(attention_mask, cfg.causal),
+                                             deterministic)
         elif impl == "xla":
             context = jax.nn.dot_product_attention(
                 query, key, value, mask=attention_allowed(attention_mask, cfg.causal), implementation="xla")
@@ -207,12 +214,34 @@ class SelfAttention(nn.Module):
         return DenseEinsum(cfg, "blhk,hkd->bld", (*heads, cfg.hidden_size), (*head_dim, "embed"), ("embed",),
                            name="output")(context)
 
-    def _manual_attention(self, query, key, value, attention_mask, deterministic):
+    def _cached_attention(self, query, key, value, cache_positions):
+        """Decoding with a key/value cache (Flax's `cache` collection): the new tokens' keys and values are
+        written at their `cache_positions` (B, L) of cache arrays (B, C, H, K), and each new token attends
+        to the cache up to its own position. Positions may differ between rows (prompts of different
+        lengths); a slot past a row's position may hold stale values but is never attended to. The first
+        call (`init`) only creates the cache: its input's length C is the longest sequence it can hold."""
+        cfg = self.config
+        if not cfg.causal:
+            raise ValueError("Decoding with a key/value cache needs a causal model (model.causal=True): a "
+                             "bidirectional model's earlier positions change with every new token.")
+        initialised = self.has_variable("cache", "cached_key")
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+        if not initialised:
+            return jnp.zeros_like(query)
+        rows = jnp.arange(key.shape[0])[:, None]  # B, 1
+        cached_key.value = cached_key.value.at[rows, cache_positions].set(key)
+        cached_value.value = cached_value.value.at[rows, cache_positions].set(value)
+        slots = jnp.arange(cached_key.value.shape[1])
+        allowed = slots[None, None, :] <= cache_positions[:, :, None]  # B, L, C
+        return self._manual_attention(query, cached_key.value, cached_value.value, allowed[:, None], True)
+
+    def _manual_attention(self, query, key, value, allowed, deterministic):
+        """Attention where `allowed` (B, 1, Lq, Lk) says which key each query may see."""
         cfg = self.config
         # Scores and softmax in float32 whatever the compute dtype.
         scores = jnp.einsum("bqhk,bshk->bhqs", query, key, preferred_element_type=jnp.float32)
-        scores = scores / math.sqrt(cfg.head_dim)  # B, H, L, L
-        allowed = attention_allowed(attention_mask, cfg.causal)
+        scores = scores / math.sqrt(cfg.head_dim)  # B, H, Lq, Lk
         scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1)
         probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
@@ -225,7 +254,8 @@ class BertLayer(nn.Module):
     config: BertConfig
 
     @nn.compact
-    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, deterministic: bool) -> jax.Array:
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, deterministic: bool,
+                 cache_positions: jax.Array | None = None) -> jax.Array:
         cfg = self.config
         dropout = nn.Dropout(cfg.hidden_dropout)
         attention = SelfAttention(cfg, name="attention")
@@ -238,12 +268,13 @@ class BertLayer(nn.Module):
             return output(ACTIVATIONS[cfg.hidden_act](intermediate(x)))
 
         if cfg.pre_layer_norm:
-            hidden = hidden + dropout(attention(attention_norm(hidden), attention_mask, deterministic),
-                                      deterministic=deterministic)
+            attended = attention(attention_norm(hidden), attention_mask, deterministic, cache_positions)
+            hidden = hidden + dropout(attended, deterministic=deterministic)
             hidden = hidden + dropout(feed_forward(output_norm(hidden)), deterministic=deterministic)
         else:
             hidden = attention_norm(
-                hidden + dropout(attention(hidden, attention_mask, deterministic), deterministic=deterministic))
+                hidden + dropout(attention(hidden, attention_mask, deterministic, cache_positions),
+                                 deterministic=deterministic))
             hidden = output_norm(hidden + dropout(feed_forward(hidden), deterministic=deterministic))
         # Block boundary: the batch split over data x fsdp (a no-op outside a mesh).
         return nn.with_logical_constraint(hidden, ("activation_batch", "activation_length", "activation_embed"))
@@ -280,11 +311,11 @@ class _ScannedLayer(nn.Module):
     deterministic: bool
 
     @nn.compact
-    def __call__(self, hidden, attention_mask):
+    def __call__(self, hidden, attention_mask, cache_positions):
         layer = BertLayer
         if self.config.remat != "none":
             layer = nn.remat(BertLayer, static_argnums=(3,), policy=REMAT_POLICIES[self.config.remat])
-        hidden = layer(self.config, name="layer")(hidden, attention_mask, self.deterministic)
+        hidden = layer(self.config, name="layer")(hidden, attention_mask, self.deterministic, cache_positions)
         return hidden, hidden
 
 
@@ -295,19 +326,22 @@ class BertEncoder(nn.Module):
     config: BertConfig
 
     @nn.compact
-    def __call__(self, hidden, attention_mask, deterministic: bool) -> tuple[jax.Array, ...]:
+    def __call__(self, hidden, attention_mask, deterministic: bool,
+                 cache_positions: jax.Array | None = None) -> tuple[jax.Array, ...]:
         cfg = self.config
         if cfg.scan_layers:
-            scanned = nn.scan(_ScannedLayer, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-                              in_axes=nn.broadcast, length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
-            _, outputs = scanned(cfg, deterministic, name="layers")(hidden, attention_mask)  # N, B, L, D
+            scanned = nn.scan(_ScannedLayer, variable_axes={"params": 0, "cache": 0},
+                              split_rngs={"params": True, "dropout": True}, in_axes=nn.broadcast,
+                              length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
+            layers = scanned(cfg, deterministic, name="layers")
+            _, outputs = layers(hidden, attention_mask, cache_positions)  # N, B, L, D
             return (hidden, *[outputs[index] for index in range(cfg.num_layers)])
         layer = BertLayer
         if cfg.remat != "none":  # `deterministic` (argument 3, counting self) is a Python bool
             layer = nn.remat(BertLayer, static_argnums=(3,), policy=REMAT_POLICIES[cfg.remat])
         hidden_states = [hidden]
         for index in range(cfg.num_layers):
-            hidden = layer(cfg, name=f"layer_{index}")(hidden, attention_mask, deterministic)
+            hidden = layer(cfg, name=f"layer_{index}")(hidden, attention_mask, deterministic, cache_positions)
             hidden_states.append(hidden)
         return tuple(hidden_states)
 
@@ -352,7 +386,9 @@ class BertModel(nn.Module):
         self.pooler = make_dense(cfg, cfg.hidden_size, ("embed", None))
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
-                 deterministic: bool = True) -> EncoderOutput:
+                 deterministic: bool = True, decode: bool = False) -> EncoderOutput:
+        """`decode=True` (a causal model only) runs the new tokens `input_ids` at `position_ids` against the
+        key/value cache in the mutable `cache` collection; `attention_mask` is then unused."""
         batch_size, length = input_ids.shape
         if length > self.config.max_position_embeddings:
             raise ValueError(f"Sequence length {length} exceeds max_position_embeddings="
@@ -365,7 +401,7 @@ class BertModel(nn.Module):
             position_ids = jnp.broadcast_to(jnp.arange(length), (batch_size, length))
 
         hidden = self.embeddings(input_ids, segment_ids, position_ids, deterministic)
-        hidden_states = self.encoder(hidden, attention_mask, deterministic)
+        hidden_states = self.encoder(hidden, attention_mask, deterministic, position_ids if decode else None)
         last = hidden_states[-1]
         if self.config.pre_layer_norm:
             last = self.final_layer_norm(last)

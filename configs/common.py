@@ -119,6 +119,9 @@ def ner_config() -> config_dict.ConfigDict:
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0  # parameter initialisation, data order and masks, dropout
+    # What tools/pretrain.py trains: "pretraining" (BERT: masked LM + sentence task), or a language-model
+    # objective of bertjax.tasks.causal_lm: causal_lm (GPT-style), shifted_lm_unmasked, forward_backward, elmo.
+    config.task = "pretraining"
     config.model = model_config()
     config.data = data_config()
     config.optim = optim_config()

@@ -1,6 +1,9 @@
-"""Pretrain a BERT (masked LM + next-sentence or sentence-order prediction), or continue one.
+"""Pretrain a BERT (masked LM + next-sentence or sentence-order prediction), or continue one; or, as the
+config's `task` says, a forward (GPT-style) language model or one of the objectives BERT is compared with
+(`bertjax.tasks.causal_lm`).
 
     python tools/pretrain.py --config configs/bert_tiny.py --workdir runs/demo/pretrain
+    python tools/pretrain.py --config configs/gpt_tiny.py --workdir runs/demo/gpt
     python tools/pretrain.py --config configs/bert_base.py --workdir runs/base \\
         --config.data.tokenizer=wiki.model --config.data.prepared_dir=data/wiki --config.train.num_steps=1000000
 
@@ -18,6 +21,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from bertjax import cli, sharding, train
+from bertjax.tasks import causal_lm
 from bertjax.tasks.pretraining import PretrainingTask
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/bert_tiny.py[:key=value,...]",
@@ -29,22 +33,32 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, where not detected.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, where not detected.")
 _UNIGRAM_BASELINE = flags.DEFINE_bool(
-    "unigram_baseline", False, "At the end, compare with a context-free guess (reads the training split once).")
+    "unigram_baseline", False,
+    "BERT pretraining: at the end, compare with a context-free guess (reads the training split once).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def make_task(config):
+    """The task the config's `task` key names."""
+    if config.task == "pretraining":
+        return PretrainingTask(config)
+    if config.task in causal_lm.OBJECTIVES:
+        return causal_lm.LanguageModelTask(config)
+    raise ValueError(f"task={config.task!r} is unknown; choose pretraining or one of {causal_lm.OBJECTIVES}.")
 
 
 def main(argv):
     del argv
     if _DISTRIBUTED.value or _COORDINATOR.value:
         sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    task = PretrainingTask(_CONFIG.value)
+    task = make_task(_CONFIG.value)
     metrics = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, task)
     if jax.process_index() != 0:
         return
     print(f"run directory {_WORKDIR.value}: config.json, checkpoints/, metrics.jsonl, TensorBoard events; "
           f"peak host memory {cli.peak_memory_mb():,.0f} MB")
     print("final evaluation: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
-    if _UNIGRAM_BASELINE.value:
+    if _UNIGRAM_BASELINE.value and isinstance(task, PretrainingTask):
         baseline = task.unigram_baseline(_CONFIG.value.train.eval_batch_size)
         print(f"held-out MLM accuracy {metrics['mlm_accuracy']:.1%} (loss {metrics['mlm_loss']:.3f}) against the "
               f"unigram baseline's {baseline['mlm_accuracy']:.1%} (loss {baseline['mlm_loss']:.3f})")
