@@ -9,6 +9,7 @@ Resume precedence (`restore_or_init`): the work directory's latest checkpoint (e
 else `init_checkpoint` (parameters only: continued pretraining or fine-tuning), else fresh initialisation.
 """
 
+import dataclasses
 import json
 import pathlib
 from collections.abc import Callable
@@ -18,8 +19,10 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from flax import traverse_util
 
 from bertjax import convert
+from bertjax.model import BertConfig
 
 
 class Checkpointer:
@@ -127,3 +130,90 @@ def write_json(path: pathlib.Path, value: dict) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(value, indent=2, default=str) + "\n")
     partial.replace(path)
+
+
+# --- parameters alone: converted checkpoints, export, feature extraction --------------------------------------
+
+def save_params(workdir: str | pathlib.Path, params: Any, config: dict, record: dict, step: int = 0) -> pathlib.Path:
+    """A run directory holding parameters only: `config.json` (a resolved config) and
+    `checkpoints/STEP/` with `state` = {"params": ...} and the JSON `record`. `load_params` (init_checkpoint)
+    and `open_run` read it. Both writes are atomic: an interrupted save leaves no half-written checkpoint."""
+    workdir = pathlib.Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json(workdir / "config.json", config)
+    manager = ocp.CheckpointManager(workdir / "checkpoints", options=ocp.CheckpointManagerOptions(create=True),
+                                    item_names=("state", "record"))
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
+                                               record=ocp.args.JsonSave(record)), force=True)
+    manager.wait_until_finished()
+    manager.close()
+    return workdir / "checkpoints" / str(step)
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedRun:
+    """What a run directory says about its latest checkpoint, before any tensor is read."""
+
+    config: dict  # the resolved config (config.json)
+    record: dict  # step, task, tokenizer fingerprint; fine-tuning runs add head, num_labels, labels
+    step_dir: pathlib.Path
+    stored_params: dict[tuple[str, ...], tuple[tuple[int, ...], str]]  # flattened path -> (shape, dtype)
+
+    @property
+    def head(self) -> str:
+        return self.record.get("head", "pretraining")  # runs from before fine-tuning are pretraining runs
+
+
+def open_run(path: str | pathlib.Path) -> SavedRun:
+    """A run directory (or its `checkpoints/`, or one step's directory) -> its config, record and the names
+    and shapes of the stored parameters."""
+    path = pathlib.Path(path).absolute()
+    if not path.exists():
+        raise FileNotFoundError(f"Checkpoint {path} not found.")
+    step_dir = _latest_step_directory(path)
+    config_path = step_dir.parent.parent / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: a run directory holds the config.json its checkpoints "
+                                "were made with.")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+    record_path = step_dir / "record" / "metadata"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
+    if "params" not in metadata:
+        raise ValueError(f"{step_dir / 'state'} holds no parameters (found {sorted(metadata)}).")
+    stored = {path: (tuple(leaf.shape), str(leaf.dtype))
+              for path, leaf in traverse_util.flatten_dict(metadata["params"]).items()}
+    return SavedRun(config, record, step_dir, stored)
+
+
+def restore_params(run: SavedRun, abstract_params: Any) -> Any:
+    """Every stored parameter onto `abstract_params`, which must name exactly the stored ones: a parameter the
+    model has and the checkpoint lacks, one the checkpoint has and the model lacks, or a shape that differs
+    fails, listing each, instead of leaving random weights or dropping trained ones."""
+    expected = traverse_util.flatten_dict(abstract_params)
+    problems = ([f"missing in the checkpoint: {'/'.join(path)}" for path in expected if path not in run.stored_params]
+                + [f"not in the model: {'/'.join(path)}" for path in run.stored_params if path not in expected]
+                + [f"{'/'.join(path)}: the model has shape {tuple(want.shape)}, the checkpoint "
+                   f"{run.stored_params[path][0]}" for path, want in expected.items()
+                   if path in run.stored_params and tuple(want.shape) != run.stored_params[path][0]])
+    if problems:
+        raise ValueError(f"{run.step_dir} does not fit the model its config.json and record describe "
+                         f"(head {run.head!r}):\n  " + "\n  ".join(problems))
+    restored = ocp.PyTreeCheckpointer().restore(run.step_dir / "state", args=ocp.args.PyTreeRestore(
+        item={"params": abstract_params}, partial_restore=True,
+        restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params})))
+    return restored["params"]
+
+
+def load_run(path: str | pathlib.Path) -> tuple[SavedRun, BertConfig, dict]:
+    """A run's latest checkpoint -> (what the run says, its model config, all its parameters) as numpy arrays,
+    for the model of the run's head (`convert.HEADS`)."""
+    run = open_run(path)
+    if "model" not in run.config:
+        raise ValueError(f"{run.step_dir.parent.parent / 'config.json'} has no `model` group.")
+    model_config = BertConfig.from_config(run.config["model"])
+    abstract = convert.abstract_params(model_config, run.head, run.record.get("num_labels"))
+    return run, model_config, restore_params(run, abstract)
