@@ -60,7 +60,7 @@ HEADS = {
     "token_classification": ("BertForTokenClassification", ("classifier",), False),
 }
 _HEAD_OF_ARCHITECTURE = {architecture: head for head, (architecture, _, _) in HEADS.items()}
-_HEAD_OF_ARCHITECTURE["BertForMaskedLM"] = "pretraining"  # the MLM head alone
+_HEAD_OF_ARCHITECTURE["BertForMaskedLM"] = "pretraining"  # Google's checkpoints hold both heads under this name
 
 # HF keys that are not parameters, or are tied to one that is (checked equal, then skipped).
 _BUFFER_KEYS = re.compile(r"bert\.embeddings\.(position_ids|token_type_ids)")
@@ -256,10 +256,11 @@ def head_of_hf_config(hf_config: dict[str, Any], params: dict, source: str = "co
     for architecture in architectures:
         if architecture in _HEAD_OF_ARCHITECTURE:
             head = _HEAD_OF_ARCHITECTURE[architecture]
-            wanted = HEADS[head][1] if architecture != "BertForMaskedLM" else ("mlm_head",)
-            lacking = [part for part in wanted if part not in params]
+            lacking = [part for part in HEADS[head][1] if part not in params]
             if lacking:
-                raise ConversionError(f"{source}: architectures says {architecture}, but the weights lack {lacking}.")
+                raise ConversionError(f"{source}: architectures says {architecture}, but the weights lack "
+                                      f"{lacking} (of the {head} head); choose the head to keep (encoder keeps "
+                                      "the encoder alone).")
             return head
     if architectures:
         raise ConversionError(f"{source}: architectures {architectures} has none of {sorted(_HEAD_OF_ARCHITECTURE)}.")
