@@ -118,7 +118,7 @@ def export_hf(run_path: str | pathlib.Path, output: str | pathlib.Path, head: st
     run, model_config, params = checkpoint.load_run(run_path)
     chosen = head or run.head
     tensors = convert.hf_tensors(params, model_config, chosen)
-    tokenizer = _run_tokenizer(run, tokenizer_path)
+    tokenizer = run_tokenizer(run, tokenizer_path)
     hf_config = convert.config_to_hf(model_config, chosen, run.record.get("labels"), run.record.get("num_labels"),
                                      pad_token_id=tokenizer.pad_id)
     partial = _fresh_directory(output, overwrite)
@@ -131,7 +131,9 @@ def export_hf(run_path: str | pathlib.Path, output: str | pathlib.Path, head: st
             "step": run.record.get("step")}
 
 
-def _run_tokenizer(run: checkpoint.SavedRun, tokenizer_path) -> tokenizers.Tokenizer:
+def run_tokenizer(run: checkpoint.SavedRun, tokenizer_path=None) -> tokenizers.Tokenizer:
+    """The tokenizer a run was trained with (its config's `data.tokenizer`, or `tokenizer_path` where that
+    has moved), checked against the fingerprint its checkpoint recorded."""
     path = tokenizer_path or run.config.get("data", {}).get("tokenizer")
     if not path:
         raise ValueError(f"{run.step_dir}: the run's config names no data.tokenizer; pass --tokenizer.")

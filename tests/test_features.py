@@ -1,9 +1,17 @@
 """Layer combinations and pooling are what their names say; feature files read back as a direct forward pass."""
 
+import itertools
+import tracemalloc
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from bertjax import features
+from bertjax.data import tokenizer
+from bertjax.model import BertConfig, BertModel
 
 
 def _hidden_states(count=5, shape=(2, 3, 4)):
@@ -54,3 +62,85 @@ def test_pooling_cls_and_mean_over_real_tokens():
     np.testing.assert_allclose(mean[1], hidden[1].mean(0), rtol=1e-6)
     with pytest.raises(ValueError, match="Pooling 'max'"):
         features.pool(hidden, mask, "max")
+
+
+# --- feature files ---------------------------------------------------------------------------------------------
+
+WORDS = ("the of and to a in is that for it as with be on not this by are or from at an return value "
+         "function object list string file name type default module class data").split()
+
+
+def _wordpiece(folder):
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz.,()",
+              *("##" + c for c in "abcdefghijklmnopqrstuvwxyz"), *WORDS]
+    path = folder / "vocab.txt"
+    path.write_text("\n".join(dict.fromkeys(pieces)) + "\n")
+    return tokenizer.load_tokenizer(path)
+
+
+def _tiny_encoder(vocab_size, num_layers=3):
+    config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_layers=num_layers, num_heads=2,
+                        intermediate_size=24, max_position_embeddings=16)
+    model = BertModel(config)
+    params = nn.meta.unbox(model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"])
+    return model, params
+
+
+def _direct(encode, ids, layers, pooling):
+    """The features of one unpadded row [CLS] ids [SEP]: (text tokens (T, D'), pooled (D'))."""
+    row = jnp.asarray([[2, *ids, 3]])
+    combined = features.combine_layers(encode(row), layers)
+    return np.asarray(combined[0, 1:-1]), np.asarray(features.pool(combined, jnp.ones_like(row), pooling)[0])
+
+
+@pytest.mark.parametrize("layers,pooling", [("sum_last_four", "mean"), ([-1, 0], "cls")])
+def test_feature_files_read_back_as_a_direct_forward_pass(tmp_path, layers, pooling):
+    wordpiece = _wordpiece(tmp_path)
+    model, params = _tiny_encoder(wordpiece.vocab_size)
+    rng = np.random.default_rng(0)
+    encode = jax.jit(lambda row: model.apply({"params": params}, row).hidden_states)  # compiles once per length
+    texts = [" ".join(rng.choice(WORDS, size=rng.choice([1, 4, 9]))) for _ in range(20)]
+    texts[3] = ""  # an empty example keeps its place
+    texts[7] = " ".join(rng.choice(WORDS, size=40))  # 40 tokens: three windows of 14
+    writer = features.FeatureWriter(tmp_path / "out", {"layers": layers}, tokens_per_shard=30)
+    count = features.extract(model, params, iter(texts), wordpiece, writer, layers=layers, pooling=pooling,
+                             max_seq_length=16, batch_size=4)
+    index = writer.close()
+    assert count == index["examples"] == len(texts) and len(index["shards"]) > 2
+    assert index["dim"] == (16 if layers == "sum_last_four" else 32)
+
+    read = list(features.read_features(tmp_path / "out"))
+    assert [example for example, *_ in read] == list(range(len(texts)))
+    for (example, ids, token_features, pooled), text in zip(read, texts):
+        want_ids = wordpiece.encode(text)
+        np.testing.assert_array_equal(ids, want_ids)
+        if example == 7:  # windows: each runs on its own; the mean pools over all their positions
+            parts = [_direct(encode, want_ids[start:start + 14], layers, pooling) for start in (0, 14, 28)]
+            want_tokens = np.concatenate([part[0] for part in parts])
+            lengths = np.array([16, 16, 14])
+            want_pooled = (parts[0][1] if pooling == "cls"
+                           else sum(part[1] * n for part, n in zip(parts, lengths)) / lengths.sum())
+        else:
+            want_tokens, want_pooled = _direct(encode, want_ids, layers, pooling)
+        assert token_features.shape == want_tokens.shape
+        np.testing.assert_allclose(token_features, want_tokens, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(pooled, want_pooled, atol=1e-5, rtol=1e-5)
+
+
+def test_memory_stays_bounded_on_a_long_input(tmp_path):
+    """Host memory holds one shard and one batch: the peak stays far below what the run writes."""
+    wordpiece = _wordpiece(tmp_path)
+    model, params = _tiny_encoder(wordpiece.vocab_size)
+    line = " ".join(WORDS[:12])  # 12 tokens
+    writer = features.FeatureWriter(tmp_path / "out", {}, tokens_per_shard=4096)
+    features.extract(model, params, iter([line]), wordpiece, writer, layers="concat_last_four", pooling="mean",
+                     max_seq_length=16, batch_size=64)  # compile outside the measurement
+    tracemalloc.start()
+    count = features.extract(model, params, itertools.repeat(line, 4000), wordpiece, writer,
+                             layers="concat_last_four", pooling="mean", max_seq_length=16, batch_size=64)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    index = writer.close()
+    written = sum((tmp_path / "out" / shard["file"]).stat().st_size for shard in index["shards"])
+    assert count == 4000 and written > 12_000_000  # 48,000 tokens x 64 float32s
+    assert peak < written / 4, (peak, written)
