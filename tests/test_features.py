@@ -1,6 +1,11 @@
 """Layer combinations and pooling are what their names say; feature files read back as a direct forward pass."""
 
 import itertools
+import json
+import os
+import pathlib
+import subprocess
+import sys
 import tracemalloc
 
 import flax.linen as nn
@@ -12,6 +17,8 @@ import pytest
 from bertjax import features
 from bertjax.data import tokenizer
 from bertjax.model import BertConfig, BertModel
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _hidden_states(count=5, shape=(2, 3, 4)):
@@ -144,3 +151,42 @@ def test_memory_stays_bounded_on_a_long_input(tmp_path):
     written = sum((tmp_path / "out" / shard["file"]).stat().st_size for shard in index["shards"])
     assert count == 4000 and written > 12_000_000  # 48,000 tokens x 64 float32s
     assert peak < written / 4, (peak, written)
+
+
+def test_extract_features_tool_on_a_converted_hf_model_matches_hf(tmp_path):
+    """HF folder -> tools/convert_hf.py's library call -> tools/extract_features.py: the stored features are
+    HF's own hidden states for HF's own tokenization."""
+    import torch
+    import transformers
+
+    from bertjax import interop
+
+    (tmp_path / "hf").mkdir()
+    vocab_size = _wordpiece(tmp_path / "hf").vocab_size
+    torch.manual_seed(0)
+    hf_model = transformers.BertModel(transformers.BertConfig(
+        vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+        max_position_embeddings=32, attn_implementation="eager")).eval()
+    hf_model.save_pretrained(tmp_path / "hf")
+    interop.import_hf(tmp_path / "hf", tmp_path / "run")
+    texts = ["the value of a list", "return the default module name", "class data"]
+    (tmp_path / "input.txt").write_text("\n".join(texts) + "\n")
+    result = subprocess.run(
+        [sys.executable, "tools/extract_features.py", f"--checkpoint={tmp_path / 'run'}",
+         f"--input=text:{tmp_path / 'input.txt'}", f"--output={tmp_path / 'features'}", "--layers=-1,-2",
+         "--pooling=cls", "--max_seq_length=16", "--batch_size=2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "3 examples" in result.stdout
+
+    hf_tokenizer = transformers.BertTokenizerFast(str(tmp_path / "hf" / "vocab.txt"))
+    for (example, ids, token_features, pooled), text in zip(features.read_features(tmp_path / "features"), texts):
+        encoded = hf_tokenizer(text, return_tensors="pt")
+        np.testing.assert_array_equal(ids, encoded["input_ids"][0, 1:-1].numpy())
+        with torch.no_grad():
+            hidden = hf_model(**encoded, output_hidden_states=True).hidden_states
+        want = torch.cat([hidden[-1], hidden[-2]], dim=-1)[0].numpy()
+        np.testing.assert_allclose(token_features, want[1:-1], atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(pooled, want[0], atol=1e-5, rtol=1e-5)
+    index = json.loads((tmp_path / "features" / "index.json").read_text())
+    assert index["layers"] == [-1, -2] and index["dim"] == 32 and index["examples"] == 3
