@@ -9,6 +9,7 @@ Resume precedence (`restore_or_init`): the work directory's latest checkpoint (e
 else `init_checkpoint` (parameters only: continued pretraining or fine-tuning), else fresh initialisation.
 """
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -181,7 +182,8 @@ def open_run(path: str | pathlib.Path) -> SavedRun:
         raise ValueError(f"{config_path} is not valid JSON: {error}") from None
     record_path = step_dir / "record" / "metadata"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
+    with _quiet_orbax():
+        metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
     if "params" not in metadata:
         raise ValueError(f"{step_dir / 'state'} holds no parameters (found {sorted(metadata)}).")
     stored = {path: (tuple(leaf.shape), str(leaf.dtype))
@@ -202,10 +204,23 @@ def restore_params(run: SavedRun, abstract_params: Any) -> Any:
     if problems:
         raise ValueError(f"{run.step_dir} does not fit the model its config.json and record describe "
                          f"(head {run.head!r}):\n  " + "\n  ".join(problems))
-    restored = ocp.PyTreeCheckpointer().restore(run.step_dir / "state", args=ocp.args.PyTreeRestore(
-        item={"params": abstract_params}, partial_restore=True,
-        restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params})))
+    with _quiet_orbax():
+        restored = ocp.PyTreeCheckpointer().restore(run.step_dir / "state", args=ocp.args.PyTreeRestore(
+            item={"params": abstract_params}, partial_restore=True,
+            restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params})))
     return restored["params"]
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Reading one item of a step directory on its own, orbax warns that the step's metadata file (one level
+    up) is not beside it; nothing is wrong."""
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def load_run(path: str | pathlib.Path) -> tuple[SavedRun, BertConfig, dict]:
