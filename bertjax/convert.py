@@ -5,7 +5,8 @@ The mapping is a table from bertjax module paths to HF module names; leaves map 
 `scale` to `weight`. Torch `Linear` weights are (out, in): a kernel is the transpose, reshaped to the
 bertjax shape ((D, H, K) for query/key/value, (H, K, D) for the attention output).
 
-Reading needs only `safetensors` (no torch; `pytorch_model.bin` needs torch and is read as tensors only). The expected tensors come from the bertjax model itself
+Reading needs only `safetensors` (no torch; `pytorch_model.bin` needs torch and is read as tensors only).
+The expected tensors come from the bertjax model itself
 (`jax.eval_shape`), so a file that does not fit the config fails with every missing, unexpected or
 mis-shaped tensor named.
 """

@@ -225,7 +225,8 @@ class FeatureWriter:
         name = f"features-{len(self.shards):05d}.safetensors"
         tensors = {"token_features": np.concatenate(self._tokens).reshape(-1, width),
                    "token_ids": np.concatenate(self._ids), "token_offsets": np.asarray(self._offsets, np.int64),
-                   "sequence_features": np.stack(self._sequences), "example_ids": np.asarray(self._example_ids, np.int64)}
+                   "sequence_features": np.stack(self._sequences),
+                   "example_ids": np.asarray(self._example_ids, np.int64)}
         partial = self.directory / (name + ".partial")
         save_file(tensors, partial)
         partial.replace(self.directory / name)
@@ -236,7 +237,8 @@ class FeatureWriter:
 
     def close(self) -> dict:
         self._flush()
-        index = {**self.description, "dim": self.width, "dtype": self.dtype.name, "examples": self.examples, "shards": self.shards}
+        index = {**self.description, "dim": self.width, "dtype": self.dtype.name, "examples": self.examples,
+                 "shards": self.shards}
         partial = self.directory / "index.json.partial"
         partial.write_text(json.dumps(index, indent=2) + "\n")
         partial.replace(self.directory / "index.json")
@@ -284,4 +286,5 @@ def read_features(directory: str | pathlib.Path) -> Iterator[tuple[int, np.ndarr
         offsets = tensors["token_offsets"]
         for i, example in enumerate(tensors["example_ids"]):
             rows = slice(offsets[i], offsets[i + 1])
-            yield int(example), tensors["token_ids"][rows], tensors["token_features"][rows], tensors["sequence_features"][i]
+            yield (int(example), tensors["token_ids"][rows], tensors["token_features"][rows],
+                   tensors["sequence_features"][i])

@@ -168,7 +168,8 @@ np.save({str(tmp_path / 'pooled.npy')!r}, np.asarray(out.pooled_output))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    expected = BertModel(model_config).apply({"params": params["bert"]}, np.arange(1, 9)[None] % model_config.vocab_size)
+    ids = np.arange(1, 9)[None] % model_config.vocab_size
+    expected = BertModel(model_config).apply({"params": params["bert"]}, ids)
     np.testing.assert_array_equal(np.load(tmp_path / "pooled.npy"), expected.pooled_output)
 
 
@@ -234,7 +235,8 @@ def test_hf_to_bertjax_to_hf_gives_back_the_source_tensors(tmp_path, cls, head, 
     if head in ("question_answering", "token_classification"):
         assert record["zero_filled"] == ["bert/pooler"]
     interop.export_hf(tmp_path / "run", tmp_path / "back")
-    source, back = load_file(tmp_path / "source" / "model.safetensors"), load_file(tmp_path / "back" / "model.safetensors")
+    source = load_file(tmp_path / "source" / "model.safetensors")
+    back = load_file(tmp_path / "back" / "model.safetensors")
     assert sorted(back) == sorted(source)
     for name, tensor in source.items():
         np.testing.assert_array_equal(back[name], tensor, err_msg=name)

@@ -35,7 +35,8 @@ def main(argv):
               + ", ".join(summary["files"]))
     if _PARAMS_DIR.value:
         summary = interop.export_params(_CHECKPOINT.value, _PARAMS_DIR.value, overwrite=_OVERWRITE.value)
-        print(f"{_PARAMS_DIR.value}: head {summary['head']}, {summary['tensors']} tensors; " + ", ".join(summary["files"]))
+        print(f"{_PARAMS_DIR.value}: head {summary['head']}, {summary['tensors']} tensors; "
+              + ", ".join(summary["files"]))
 
 
 if __name__ == "__main__":
