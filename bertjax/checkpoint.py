@@ -73,9 +73,10 @@ def _latest_step_directory(path: pathlib.Path) -> pathlib.Path:
 
 def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
     """Parameters from another run's checkpoint (only those `abstract_params` names) or an HF BERT folder
-    (`config.json` + `model.safetensors`). Shapes must fit the current model."""
+    (`config.json` + `model.safetensors` or `pytorch_model.bin`). Shapes must fit the current model."""
     path = pathlib.Path(path)
-    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+    if (path / "config.json").is_file() and any((path / name).is_file()
+                                                for name in ("model.safetensors", "pytorch_model.bin")):
         _, params, absent = convert.load_hf_bert(path)
         missing = sorted(set(abstract_params) - set(params))
         if missing:

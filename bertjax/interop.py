@@ -40,6 +40,27 @@ def _move_into_place(partial: pathlib.Path, output: pathlib.Path) -> None:
     partial.rename(output)
 
 
+# Written beside a converted run's config.json, so that `--config DIR/config.py` gives every tool its model.
+_CONFIG_PY = '''"""The config of a model converted from HF: configs/common.py's keys, with the model and tokenizer settings
+of config.json beside this file. Use it as --config DIR/config.py[:key=value,...]."""
+
+import json
+import pathlib
+
+from configs import common
+
+
+def get_config(arg=None):
+    config = common.get_config()
+    saved = json.loads((pathlib.Path(__file__).parent / "config.json").read_text())
+    config.model.update(saved["model"])
+    config.data.tokenizer = saved["data"]["tokenizer"]
+    config.data.max_seq_length = saved["data"]["max_seq_length"]
+    config.train.init_checkpoint = str(pathlib.Path(__file__).parent)
+    return common.apply_arg(config, arg)
+'''
+
+
 def _run_config(model_config: BertConfig, tokenizer_path: pathlib.Path) -> dict:
     """A resolved run config (configs/common.py's keys) for a converted model."""
     from configs import common
@@ -98,6 +119,7 @@ def import_hf(hf_dir: str | pathlib.Path, output: str | pathlib.Path, head: str 
     if num_labels:
         record |= {"num_labels": num_labels, "labels": labels or [f"LABEL_{i}" for i in range(num_labels)]}
     checkpoint.save_params(partial, params, _run_config(model_config, output / "tokenizer.json"), record)
+    (partial / "config.py").write_text(_CONFIG_PY)
     _move_into_place(partial, output)
     return record
 

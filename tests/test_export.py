@@ -1,6 +1,7 @@
 """Export and import: transformers loads what bertjax exports and computes the same outputs; HF -> bertjax -> HF
 gives back the source tensors; tokenizers encode as HF's do; bad checkpoints fail naming every tensor."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -255,6 +256,15 @@ def test_converted_checkpoint_serves_continued_pretraining_and_fine_tuning(tmp_p
     run_config = json.loads((tmp_path / "run" / "config.json").read_text())
     model_config = BertConfig.from_config(run_config["model"])
     assert tokenizers.load_tokenizer(run_config["data"]["tokenizer"]).vocab_size == model_config.vocab_size
+    assert model_config == convert.config_from_hf(hf_model.config.to_dict())
+    # config.py beside it: what `--config DIR/config.py` gives a training tool.
+    spec = importlib.util.spec_from_file_location("converted_config", tmp_path / "run" / "config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("train.num_steps=3")
+    assert BertConfig.from_config(config.model) == model_config and config.train.num_steps == 3
+    assert config.train.init_checkpoint == str(tmp_path / "run")
+    assert config.data.tokenizer == run_config["data"]["tokenizer"]
     # init_checkpoint reads the parameters a pretraining model and a fine-tuning encoder need.
     pretraining = checkpoint.load_params(tmp_path / "run", convert.abstract_params(model_config, "pretraining"))
     encoder = checkpoint.load_params(tmp_path / "run", convert.abstract_params(model_config, "encoder"))

@@ -4,9 +4,9 @@
 
 The folder needs config.json, model.safetensors (or pytorch_model.bin, read as tensors only; needs torch)
 and the tokenizer (tokenizer.json, or vocab.txt with tokenizer_config.json). The output holds config.json,
-tokenizer.json and checkpoints/0/ with the parameters and a record of the head; every head the source has
-is kept. Give it as --config.train.init_checkpoint to tools/pretrain.py or tools/finetune.py, or as
---checkpoint to tools/extract_features.py.
+config.py, tokenizer.json and checkpoints/0/ with the parameters and a record of the head; every head the
+source has is kept. `--config DIR/config.py` gives tools/pretrain.py (or fine-tuning) the model, the tokenizer
+and DIR as init_checkpoint; tools/extract_features.py and tools/export.py take it as --checkpoint.
 """
 
 from absl import flags
@@ -27,9 +27,8 @@ def main(argv):
     labels = f", labels {record['labels']}" if record.get("labels") else ""
     zero = f"; stored as zeros (unused by this head): {record['zero_filled']}" if record["zero_filled"] else ""
     print(f"{_OUTPUT.value}: head {record['head']}{labels}{zero}")
-    print(f"use it with --config.train.init_checkpoint={_OUTPUT.value} "
-          f"--config.data.tokenizer={_OUTPUT.value}/tokenizer.json and the model settings of "
-          f"{_OUTPUT.value}/config.json")
+    print(f"start from it with --config {_OUTPUT.value}/config.py (its model, tokenizer and init_checkpoint), or "
+          f"pass --checkpoint={_OUTPUT.value} to tools/extract_features.py and tools/export.py")
 
 
 if __name__ == "__main__":
