@@ -92,6 +92,12 @@ def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
     except ValueError as error:  # orbax: a stored shape that differs from the model's
         raise ValueError(f"init_checkpoint {step_dir}: {error} The checkpoint's model config differs from this "
                          "run's.") from None
+    # orbax hands back the target itself where the checkpoint has no such parameter: never train on that.
+    absent = ["/".join(str(getattr(key, "key", key)) for key in path)
+              for path, leaf in jax.tree_util.tree_flatten_with_path(restored["params"])[0]
+              if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if absent:
+        raise ValueError(f"init_checkpoint {step_dir} lacks parameters the model needs: {', '.join(absent)}.")
     return jax.tree.map(lambda want, have: _fit(want, have, step_dir), abstract_params, restored["params"])
 
 

@@ -272,6 +272,8 @@ def test_converted_checkpoint_serves_continued_pretraining_and_fine_tuning(tmp_p
                                   hf_model.bert.pooler.dense.weight.detach().numpy().T)
     np.testing.assert_array_equal(pretraining["mlm_head"]["output_bias"],
                                   hf_model.cls.predictions.bias.detach().numpy())
+    with pytest.raises(ValueError, match="lacks parameters the model needs: classifier/bias, classifier/kernel"):
+        checkpoint.load_params(tmp_path / "run", convert.abstract_params(model_config, "sequence_classification", 2))
 
 
 def test_import_refuses_checkpoints_it_cannot_carry_whole(tmp_path):
