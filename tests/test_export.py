@@ -8,7 +8,6 @@ import pathlib
 import subprocess
 import sys
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,19 +56,18 @@ def _batch(vocab_size):
 
 # --- bertjax -> HF ---------------------------------------------------------------------------------------------
 
+def random_params(abstract, seed=0):
+    """Parameters of `abstract`'s shapes, every one random (numpy: nothing to compile)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda leaf: (0.2 * rng.normal(size=leaf.shape)).astype(np.float32), abstract)
+
+
 def _bertjax_run(folder, head, vocab_path, num_labels=None, labels=None, **model_overrides):
     """A run directory with random parameters (LayerNorms and biases too) for `head`."""
     tokenizer = tokenizers.load_tokenizer(vocab_path)
     model_config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                               intermediate_size=37, max_position_embeddings=24, **model_overrides)
-    model = convert.head_model(model_config, head, num_labels)
-    params = nn.meta.unbox(model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"])
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    params = jax.tree.unflatten(tree, [np.asarray(leaf + 0.2 * jax.random.normal(key, leaf.shape))
-                                       for leaf, key in zip(leaves, keys)])
-    if head == "encoder":
-        params = {"bert": params}
+    params = random_params(convert.abstract_params(model_config, head, num_labels))
     config = common.get_config()
     config.model.variant = None
     for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -112,7 +110,7 @@ def test_exported_folder_loads_in_transformers_with_the_same_outputs(tmp_path, h
                                  token_type_ids=torch.tensor(segment_ids))
     model = convert.head_model(model_config, head, num_labels)
     variables = {"params": params["bert"] if head == "encoder" else params}
-    ours = model.apply(variables, jnp.asarray(input_ids), jnp.asarray(segment_ids), jnp.asarray(mask))
+    ours = jax.jit(model.apply)(variables, jnp.asarray(input_ids), jnp.asarray(segment_ids), jnp.asarray(mask))
     real = mask.astype(bool)
 
     def close(our, their, per_token=True):
@@ -155,6 +153,7 @@ def test_plain_parameter_file_loads_with_bertjax_model_alone(tmp_path):
     # What evaluation code does: import bertjax.model and safetensors, nothing else of bertjax.
     script = f"""
 import json, pathlib, sys
+import jax
 import numpy as np
 from flax import traverse_util
 from safetensors.numpy import load_file
@@ -163,14 +162,14 @@ folder = pathlib.Path({str(tmp_path / 'plain')!r})
 config = BertConfig(**json.loads((folder / "bertjax_config.json").read_text())["model"])
 params = traverse_util.unflatten_dict(load_file(folder / "params.safetensors"), sep="/")
 ids = np.arange(1, 9)[None] % config.vocab_size
-out = BertModel(config).apply({{"params": params["bert"]}}, ids)
+out = jax.jit(BertModel(config).apply)({{"params": params["bert"]}}, ids)
 assert not [name for name in sys.modules if name.startswith("bertjax.") and name != "bertjax.model"]
 np.save({str(tmp_path / 'pooled.npy')!r}, np.asarray(out.pooled_output))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     ids = np.arange(1, 9)[None] % model_config.vocab_size
-    expected = BertModel(model_config).apply({"params": params["bert"]}, ids)
+    expected = jax.jit(BertModel(model_config).apply)({"params": params["bert"]}, ids)
     np.testing.assert_array_equal(np.load(tmp_path / "pooled.npy"), expected.pooled_output)
 
 
@@ -315,7 +314,7 @@ def test_wordpiece_encodes_mixed_text_as_transformers(tmp_path, lowercase):
     assert ours.unk_id in ids and len(set(ids)) > 10  # the text exercises unknown pieces and many known ones
 
 
-def test_exported_tokenizers_load_in_transformers(tmp_path, sp_tokenizer, builtin_documents):
+def test_exported_tokenizers_load_in_transformers(tmp_path, builtin_documents):
     vocab = _vocab_file(tmp_path)
     wordpiece = tokenizers.load_tokenizer(vocab)
     (tmp_path / "wp").mkdir()
@@ -323,13 +322,14 @@ def test_exported_tokenizers_load_in_transformers(tmp_path, sp_tokenizer, builti
     hf = transformers.AutoTokenizer.from_pretrained(tmp_path / "wp")
     assert hf(MIXED_TEXT, add_special_tokens=False)["input_ids"] == wordpiece.encode(MIXED_TEXT)
 
+    sentences = [sentence for document in builtin_documents[:400] for sentence in document]
+    sp_tokenizer = tokenizers.train_sentencepiece(iter(sentences), vocab_size=800)
     (tmp_path / "sp").mkdir()
     tokenizers.save_hf_tokenizer(sp_tokenizer, tmp_path / "sp")
     hf = transformers.AutoTokenizer.from_pretrained(tmp_path / "sp")
     pair = hf("first part", "second")
     assert pair["input_ids"][0] == sp_tokenizer.cls_id and pair["input_ids"][-1] == sp_tokenizer.sep_id
     assert pair["token_type_ids"][-1] == 1 and pair["token_type_ids"][0] == 0
-    sentences = [sentence for document in builtin_documents[:300] for sentence in document]
     theirs = hf(sentences, add_special_tokens=False)["input_ids"]
     same = sum(a == b for a, b in zip(sp_tokenizer.encode_batch(sentences), theirs))
     # SentencePiece and HF's Unigram may break ties between equal-scoring splits differently.
