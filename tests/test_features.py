@@ -193,3 +193,39 @@ def test_extract_features_tool_on_a_converted_hf_model_matches_hf(tmp_path):
         np.testing.assert_allclose(pooled, want[0], atol=1e-5, rtol=1e-5)
     index = json.loads((tmp_path / "features" / "index.json").read_text())
     assert index["layers"] == [-1, -2] and index["dim"] == 32 and index["examples"] == 3
+
+
+def test_inputs_from_text_files_and_tfds(tmp_path):
+    import tensorflow_datasets as tfds
+
+    (tmp_path / "a.txt").write_text("first line\n\nthird line\n")
+    (tmp_path / "b.txt").write_text("Café naïve\n")
+    assert list(features.read_texts(f"text:{tmp_path}/*.txt")) == ["first line", "", "third line", "Café naïve"]
+
+    records = ["One text.\nIts second line.", "Ünïcode text."]
+
+    class FeatureTexts(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        VERSION = tfds.core.Version("1.0.0")
+        RELEASE_NOTES = {"1.0.0": "Test data."}
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+                {"text": tfds.features.Text()}), disable_shuffling=True)
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for index, text in enumerate(records):
+                yield index, {"text": text}
+
+    tfds.disable_progress_bar()
+    FeatureTexts(data_dir=str(tmp_path / "tfds"), file_format="array_record").download_and_prepare()
+    texts = list(features.read_texts(f"tfds:feature_texts:train:text:{tmp_path / 'tfds'}"))
+    assert texts == ["One text. Its second line.", "Ünïcode text."]
+    with pytest.raises(KeyError, match="no field 'body'"):
+        list(features.read_texts(f"tfds:feature_texts:train:body:{tmp_path / 'tfds'}"))
+    with pytest.raises(ValueError, match="is not text:FILES or tfds"):
+        features.read_texts("builtin")
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        features.read_texts(f"text:{tmp_path}/missing*.txt")
