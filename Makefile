@@ -18,10 +18,12 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 # The main job on the built-in corpus (the Python standard library's docstrings): tokenizer, shards, a look at
-# the masked examples, pretraining of BERT-tiny with evaluation, and a report. Reruns resume in runs/demo/pretrain.
+# the masked examples, pretraining of BERT-tiny with evaluation, and a report; then the model exported as an HF
+# folder. Reruns resume in runs/demo/pretrain.
 demo: runs/demo/data/metadata.json
 	$(PY) tools/show_batch.py --config configs/bert_tiny.py --show 2
 	$(PY) tools/pretrain.py --config configs/bert_tiny.py --workdir runs/demo/pretrain --unigram_baseline
+	$(PY) tools/export.py --checkpoint runs/demo/pretrain --hf_dir runs/demo/hf --overwrite
 
 runs/demo/tokenizer.model: | $(STAMP)
 	$(PY) tools/train_tokenizer.py --output $@ --vocab_size 2048
