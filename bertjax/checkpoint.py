@@ -13,11 +13,12 @@ import contextlib
 import dataclasses
 import json
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import traverse_util
@@ -58,6 +59,39 @@ class Checkpointer:
         self._manager.close()
 
 
+class BestCheckpoint:
+    """The parameters of the evaluation that scored highest on `metric` so far, under `WORKDIR/best/STEP/`
+    (readable as an `init_checkpoint`), with its metrics in the record. Survives resumption: the record of
+    the best so far is read back at start."""
+
+    def __init__(self, workdir: str | pathlib.Path, metric: str):
+        self.directory = pathlib.Path(workdir).absolute() / "best"
+        self.metric = metric
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+            item_names=("state", "record"))
+        step = self._manager.latest_step()
+        self.record = None if step is None else self._manager.restore(
+            step, args=ocp.args.Composite(record=ocp.args.JsonRestore())).record
+
+    def offer(self, step: int, params: Any, metrics: dict[str, float]) -> bool:
+        """Keep `params` if `metrics[metric]` beats the best so far (written in the background)."""
+        if self.metric not in metrics:
+            raise KeyError(f"The task's selection metric {self.metric!r} is not among its metrics "
+                           f"{sorted(metrics)}.")
+        value = float(metrics[self.metric])
+        if self.record is not None and not value > self.record["value"]:
+            return False
+        self.record = {"step": step, "metric": self.metric, "value": value, "metrics": metrics}
+        self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
+                                                         record=ocp.args.JsonSave(self.record)), force=True)
+        return True
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
 def _latest_step_directory(path: pathlib.Path) -> pathlib.Path:
     """A run directory, its `checkpoints/`, or one step's directory -> the step directory to read."""
     if (path / "checkpoints").is_dir():
@@ -75,8 +109,7 @@ def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
     """Parameters from another run's checkpoint (only those `abstract_params` names) or an HF BERT folder
     (`config.json` + `model.safetensors` or `pytorch_model.bin`). Shapes must fit the current model."""
     path = pathlib.Path(path)
-    if (path / "config.json").is_file() and any((path / name).is_file()
-                                                for name in ("model.safetensors", "pytorch_model.bin")):
+    if _is_hf_folder(path):
         _, params, absent = convert.load_hf_bert(path)
         missing = sorted(set(abstract_params) - set(params))
         if missing:
@@ -101,6 +134,11 @@ def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
     return jax.tree.map(lambda want, have: _fit(want, have, step_dir), abstract_params, restored["params"])
 
 
+def _is_hf_folder(path: pathlib.Path) -> bool:
+    return (path / "config.json").is_file() and any((path / name).is_file()
+                                                    for name in ("model.safetensors", "pytorch_model.bin"))
+
+
 def _fit(want: jax.ShapeDtypeStruct, have, source) -> jax.Array:
     if tuple(want.shape) != tuple(have.shape):
         raise ValueError(f"init_checkpoint {source}: a tensor of shape {tuple(have.shape)} where the model has "
@@ -108,11 +146,58 @@ def _fit(want: jax.ShapeDtypeStruct, have, source) -> jax.Array:
     return jax.numpy.asarray(have, want.dtype)
 
 
+def _stored_params(path: pathlib.Path) -> tuple[str, dict[tuple[str, ...], tuple[int, ...]]]:
+    """Where an init checkpoint's parameters are, and the shape of each (flat paths), read without the data."""
+    if _is_hf_folder(path):
+        _, params, _ = convert.load_hf_bert(path)
+        return str(path), {name: tuple(value.shape) for name, value in traverse_util.flatten_dict(params).items()}
+    step_dir = _latest_step_directory(path)
+    with _quiet_orbax():
+        metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
+    flat = traverse_util.flatten_dict(metadata["params"])
+    return str(step_dir), {name: tuple(value.shape) for name, value in flat.items()}
+
+
+def load_partial_params(path: str | pathlib.Path, abstract_params: Any, fresh: Sequence[str],
+                        fresh_params: Any) -> tuple[Any, str]:
+    """Parameters for fine-tuning: those of `abstract_params` found in the checkpoint at `path` (a bertjax run
+    or an HF folder), and `fresh_params`' values for the top-level modules named in `fresh` (new heads) that
+    the checkpoint lacks or holds in another shape (another task's classifier). Any other parameter missing or
+    mis-shaped is an error naming it. Returns (params, a one-line report of what was loaded and what is new)."""
+    path = pathlib.Path(path)
+    source, stored = _stored_params(path)
+    wanted = traverse_util.flatten_dict(abstract_params)
+    loaded, new, problems = [], [], []
+    for name, leaf in wanted.items():
+        shape = stored.get(name)
+        if shape == tuple(leaf.shape):
+            loaded.append(name)
+        elif name[0] in fresh:
+            new.append(name)
+        else:
+            problems.append(f"{'/'.join(name)} {'absent' if shape is None else f'has shape {shape}'}, "
+                            f"the model needs {tuple(leaf.shape)}")
+    if problems:
+        raise ValueError(f"init_checkpoint {source} does not fit this model: " + "; ".join(problems)
+                         + ". The checkpoint's model config differs from this run's.")
+    subset = traverse_util.unflatten_dict({name: wanted[name] for name in loaded})
+    values = traverse_util.flatten_dict(load_params(path, subset))
+    fresh_flat = traverse_util.flatten_dict(fresh_params)
+    params = traverse_util.unflatten_dict({name: values[name] if name in values else fresh_flat[name]
+                                           for name in wanted})
+    unused = sorted({name[0] for name in stored} - {name[0] for name in loaded})
+    report = (f"{len(loaded)} tensors ({sum(int(np.prod(wanted[n].shape)) for n in loaded):,} values) loaded from "
+              f"{source}; new: {', '.join('/'.join(n) for n in new) or 'none'}; not used: "
+              f"{', '.join(unused) or 'none'}")
+    return params, report
+
+
 def restore_or_init(checkpointer: Checkpointer, abstract_state: Any, init_state: Callable[[], Any],
                     data_iterator, init_checkpoint: str | None, with_params: Callable[[Any, Any], Any],
-                    identity: dict | None = None):
+                    identity: dict | None = None, fresh: Sequence[str] = ()):
     """(state, how): resume from the work directory, else start from `init_checkpoint`'s parameters, else
-    fresh. `with_params(state, params)` puts loaded parameters into a fresh state. A checkpoint whose record
+    fresh. `with_params(state, params)` puts loaded parameters into a fresh state; `fresh` names the top-level
+    modules (new heads) that may be initialised anew when the checkpoint lacks them. A checkpoint whose record
     disagrees with `identity` (say, another tokenizer's fingerprint) is refused."""
     step = checkpointer.latest_step()
     if step is not None:
@@ -122,6 +207,11 @@ def restore_or_init(checkpointer: Checkpointer, abstract_state: Any, init_state:
                 raise ValueError(f"{checkpointer.directory / str(step)} was written with {key}={record[key]!r}, this "
                                  f"run has {value!r}; use another --workdir, or the settings of that run.")
         how = f"resumed from {checkpointer.directory / str(step)} (step {step})"
+    elif init_checkpoint and fresh:
+        state = init_state()
+        params, report = load_partial_params(init_checkpoint, abstract_state.params, fresh, state.params)
+        state = with_params(state, params)
+        how = f"initialised from {report}; optimizer and data start fresh"
     elif init_checkpoint:
         params = load_params(init_checkpoint, abstract_state.params)
         state = with_params(init_state(), params)

@@ -89,3 +89,28 @@ def summarize(metric_sums: Mapping[str, jax.Array]) -> dict[str, float]:
     if "mlm_loss" in summary:
         summary["mlm_perplexity"] = math.exp(min(summary["mlm_loss"], 700.0))
     return summary
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array, normalizer: jax.Array, *,
+                        regression: bool = False):
+    """Sequence classification: mean cross entropy of (B, C) logits against (B,) class indices; or, with
+    `regression` (one output, STS-B), mean squared error against (B,) scores. Rows of weight 0 (padding)
+    count for nothing; the sums divide by `normalizer` (the whole batch's weight, for exact accumulation).
+    Returns (loss, metric sums)."""
+    weights = weights.astype(jnp.float32)
+    if regression:
+        errors = (logits[:, 0].astype(jnp.float32) - labels.astype(jnp.float32)) ** 2
+        loss_sum = jnp.sum(errors * weights)
+        metrics = {"squared_error_sum": loss_sum}
+    else:
+        loss_sum, _ = weighted_cross_entropy(logits, labels, weights)
+        metrics = {"correct_sum": weighted_correct(logits, labels, weights)}
+    return _safe_mean(loss_sum, normalizer), {**metrics, "example_loss_sum": loss_sum, "example_weight": jnp.sum(weights)}
+
+
+def summarize_classification(metric_sums: Mapping[str, jax.Array]) -> dict[str, float]:
+    weight = max(float(metric_sums["example_weight"]), 1e-8)
+    summary = {"example_loss": float(metric_sums["example_loss_sum"]) / weight}
+    if "correct_sum" in metric_sums:
+        summary["accuracy"] = float(metric_sums["correct_sum"]) / weight
+    return summary

@@ -4,8 +4,16 @@ AdamW with BERT's settings (b1=0.9, b2=0.999, eps=1e-6, weight decay 0.01) or LA
 batches), both with LayerNorm parameters and biases excluded from weight decay; global-norm clipping first.
 Schedules: `linear` (warmup, then linear decay to `end_lr_ratio`: BERT's), `cosine`, `wsd` (warmup, stable,
 then linear decay over the last `decay_fraction` of training) and `constant` (after warmup).
+
+Fine-tuning options: `warmup_fraction` (warmup as a share of training, BERT's 0.1, instead of
+`warmup_steps`) and `layer_decay` (layer-wise learning-rate decay: the encoder's layer i of N learns at
+`layer_decay ** (N - i)` times the rate of the heads, the embeddings at `layer_decay ** (N + 1)`).
 """
 
+import re
+
+import jax
+import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
@@ -13,8 +21,16 @@ SCHEDULES = ("linear", "cosine", "wsd", "constant")
 OPTIMIZERS = ("adamw", "lamb")
 
 
+def warmup_steps(optim, total_steps: int) -> int:
+    if optim.get("warmup_fraction") is not None:
+        if not 0 <= optim.warmup_fraction <= 1:
+            raise ValueError(f"optim.warmup_fraction={optim.warmup_fraction} must lie between 0 and 1.")
+        return int(round(optim.warmup_fraction * total_steps))
+    return optim.warmup_steps
+
+
 def learning_rate_schedule(optim, total_steps: int) -> optax.Schedule:
-    peak, warmup = optim.learning_rate, optim.warmup_steps
+    peak, warmup = optim.learning_rate, warmup_steps(optim, total_steps)
     end = peak * optim.end_lr_ratio
     if optim.schedule not in SCHEDULES:
         raise ValueError(f"optim.schedule={optim.schedule!r}: choose one of {SCHEDULES}.")
@@ -44,7 +60,37 @@ def decay_mask(params) -> dict:
     return traverse_util.unflatten_dict({path: path[-1] in ("kernel", "embedding") for path in flat})
 
 
-def make_optimizer(optim, total_steps: int) -> optax.GradientTransformation:
+def _layer_depth(path: tuple[str, ...], num_layers: int):
+    """How deep a parameter lies: 0 for the embeddings, i + 1 for encoder layer i (an array over the leading
+    axis of scanned layers), num_layers + 1 for everything above the encoder (pooler, heads)."""
+    joined = "/".join(path)
+    if "/embeddings/" in f"/{joined}/":
+        return 0
+    match = re.search(r"encoder/layer_(\d+)/", joined)
+    if match:
+        return int(match.group(1)) + 1
+    if "encoder/layers/" in joined:
+        return jnp.arange(1, num_layers + 1)
+    return num_layers + 1
+
+
+def layerwise_decay(decay: float, num_layers: int) -> optax.GradientTransformation:
+    """Scale each update by `decay ** (num_layers + 1 - depth)`: lower layers move less (ELECTRA, BEiT)."""
+
+    def scale(path, update):
+        factor = decay ** (num_layers + 1 - _layer_depth(tuple(getattr(k, "key", str(k)) for k in path),
+                                                         num_layers))
+        factor = jnp.asarray(factor, update.dtype)
+        return update * factor.reshape(factor.shape + (1,) * (update.ndim - factor.ndim))
+
+    def update_fn(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map_with_path(scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def make_optimizer(optim, total_steps: int, num_layers: int | None = None) -> optax.GradientTransformation:
     """The optimizer of the config's `optim` group, for a run of `total_steps` updates."""
     if optim.name not in OPTIMIZERS:
         raise ValueError(f"optim.name={optim.name!r}: choose one of {OPTIMIZERS}.")
@@ -55,6 +101,13 @@ def make_optimizer(optim, total_steps: int) -> optax.GradientTransformation:
     else:
         update = optax.lamb(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
                             mask=decay_mask)
+    layer_decay = optim.get("layer_decay", 1.0)
+    if layer_decay != 1.0:
+        if not 0 < layer_decay <= 1:
+            raise ValueError(f"optim.layer_decay={layer_decay} must lie in (0, 1]; 1 turns it off.")
+        if num_layers is None:
+            raise ValueError("optim.layer_decay needs the model's number of layers.")
+        update = optax.chain(update, layerwise_decay(layer_decay, num_layers))
     if optim.clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(optim.clip_norm), update)
     return update

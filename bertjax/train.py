@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from bertjax import checkpoint, reporting, sharding
+from bertjax import benchmark, checkpoint, reporting, sharding
 from bertjax.optim import learning_rate_schedule, make_optimizer
 
 
@@ -75,16 +75,31 @@ def eval_step(params, batch, *, task) -> dict:
     return task.loss(params, batch, None)[1]
 
 
-def compile_steps(task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None):
-    """The jitted train and eval steps: the train state's buffers are donated to the new state. On a mesh,
-    the state keeps `state_shardings`, batches are split over data x fsdp, metric sums are replicated."""
+def predict_step(params, batch, *, task) -> dict:
+    """A fine-tuning task's per-row outputs (no dropout), with each row's example index and weight."""
+    return {**task.predict(params, batch), "example_index": batch["example_index"],
+            "example_weight": batch["example_weight"]}
+
+
+def is_predictive(task) -> bool:
+    """Fine-tuning tasks evaluate from whole-split predictions (`predict` / `evaluate`): metrics such as F1,
+    Matthews correlation or SQuAD's exact match do not add up over batches."""
+    return hasattr(task, "predict")
+
+
+def compile_steps(task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None, donate: bool = True):
+    """The jitted train and evaluation steps: the train state's buffers are donated to the new state. On a
+    mesh, the state keeps `state_shardings`, batches are split over data x fsdp, and metric sums or
+    predictions are replicated (every process gets all of them). The evaluation step gives metric sums, or
+    predictions for a predictive task."""
     train = functools.partial(train_step, task=task, optimizer=optimizer, accumulation_steps=accumulation_steps)
-    evaluate = functools.partial(eval_step, task=task)
+    evaluate = functools.partial(predict_step if is_predictive(task) else eval_step, task=task)
+    donated = (0,) if donate else ()
     if mesh is None:
-        return jax.jit(train, donate_argnums=(0,)), jax.jit(evaluate)
+        return jax.jit(train, donate_argnums=donated), jax.jit(evaluate)
     batch, whole = sharding.batch_sharding(mesh), sharding.replicated(mesh)
     return (jax.jit(train, in_shardings=(state_shardings, batch), out_shardings=(state_shardings, whole),
-                    donate_argnums=(0,)),
+                    donate_argnums=donated),
             jax.jit(evaluate, in_shardings=(state_shardings.params, batch), out_shardings=whole))
 
 
@@ -99,24 +114,89 @@ def _flops(compiled) -> float | None:
     return float(analysis["flops"]) if analysis and "flops" in analysis else None
 
 
+def _split_batches(task, split: str, batch_size: int):
+    return task.dataset(split, batch_size=batch_size, seed=0, train=False, process_index=jax.process_index(),
+                        process_count=jax.process_count())
+
+
+def predict(task, predict_fn, params, mesh, split: str, *, batch_size: int) -> tuple[dict[str, np.ndarray], int]:
+    """A predictive task's outputs for every example of `split` exactly once, ordered by example index
+    (padding rows of the last batch dropped), and the number of real tokens this process read."""
+    parts, tokens = [], 0
+    for batch in _split_batches(task, split, batch_size):
+        tokens += task.real_tokens(batch)
+        outputs = jax.device_get(predict_fn(params, sharding.global_batch(batch, mesh)))
+        keep = outputs.pop("example_weight") > 0
+        parts.append({name: value[keep] for name, value in outputs.items()})
+    if not parts:
+        raise ValueError(f"{task.name}: split {split!r} has no examples.")
+    merged = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    index = merged.pop("example_index")
+    if len(np.unique(index)) != len(index):
+        raise AssertionError(f"{task.name}: split {split!r} yielded an example twice.")
+    order = np.argsort(index, kind="stable")
+    return {name: value[order] for name, value in merged.items()}, tokens
+
+
 def evaluate(task, evaluate_step, params, mesh, *, batch_size: int) -> tuple[dict[str, float], int]:
-    """Metrics over the whole validation split, and the number of real tokens this process read."""
-    dataset = task.dataset("validation", batch_size=batch_size, seed=0, train=False,
-                           process_index=jax.process_index(), process_count=jax.process_count())
+    """Metrics over the whole of each evaluation split, and the number of real tokens this process read.
+    With several splits (MNLI's matched and mismatched) metric names are prefixed with the split's."""
+    if is_predictive(task):
+        splits = task.eval_splits
+        metrics, tokens = {}, 0
+        for split in splits:
+            predictions, split_tokens = predict(task, evaluate_step, params, mesh, split, batch_size=batch_size)
+            tokens += split_tokens
+            prefix = f"{split}/" if len(splits) > 1 else ""
+            metrics.update({prefix + name: value for name, value in task.evaluate(predictions, split).items()})
+        return metrics, tokens
     totals, tokens = None, 0
-    for batch in dataset:
+    for batch in _split_batches(task, "validation", batch_size):
         tokens += task.real_tokens(batch)
         sums = evaluate_step(params, sharding.global_batch(batch, mesh))
         totals = sums if totals is None else _accumulate(totals, sums)
     return task.summarize(jax.device_get(totals)), tokens
 
 
-def _summary(sums: dict, seconds: float, tokens: int, learning_rate: float, task) -> dict[str, float]:
+class _Window:
+    """What the steps since the last log cost: wall time (less evaluations), time blocked on the input
+    pipeline, real tokens and model FLOPs (all processes)."""
+
+    def __init__(self):
+        self.start, self.input_seconds, self.tokens, self.flops = time.perf_counter(), 0.0, 0, 0.0
+        self.excluded_seconds = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return max(time.perf_counter() - self.start - self.excluded_seconds, 1e-9)
+
+    def add(self, input_seconds: float, tokens: int, flops: float) -> None:
+        self.input_seconds += input_seconds
+        self.tokens += tokens
+        self.flops += flops
+
+
+def _summary(sums: dict, window: _Window, learning_rate: float, task, peak_flops: float | None) -> dict[str, float]:
+    """The logged training figures; `mfu` (model FLOPs over the chips' peak) where the peak is known."""
     sums = jax.device_get(sums)
     steps = float(sums["steps"])
-    return {**task.summarize(sums), "loss": float(sums["loss_sum"]) / steps,
-            "grad_norm": float(sums["grad_norm_sum"]) / steps, "learning_rate": learning_rate,
-            "tokens_per_second": tokens / max(seconds, 1e-9), "steps_per_second": steps / max(seconds, 1e-9)}
+    seconds = window.seconds
+    figures = {**task.summarize(sums), "loss": float(sums["loss_sum"]) / steps,
+               "grad_norm": float(sums["grad_norm_sum"]) / steps, "learning_rate": learning_rate,
+               "tokens_per_second": window.tokens / seconds, "steps_per_second": steps / seconds,
+               "input_wait_fraction": window.input_seconds / seconds}
+    if peak_flops:
+        figures["mfu"] = window.flops / seconds / peak_flops
+    return figures
+
+
+def _peak_flops(train_config) -> float | None:
+    """The peak FLOP/s of all devices together: the configured `train.peak_tflops` per chip, else the data
+    sheet's for a known chip; None on a CPU."""
+    if train_config.get("peak_tflops"):
+        return train_config.peak_tflops * 1e12 * jax.device_count()
+    known = benchmark.known_peak()
+    return known[1] * jax.device_count() if known else None
 
 
 def check_batch_sizes(train, process_count: int) -> int:
@@ -147,7 +227,7 @@ def _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
     state, how = checkpoint.restore_or_init(
         checkpointer, sharding.with_shardings(abstract_state, state_shardings),
         jax.jit(fresh_state, out_shardings=state_shardings), iterator, config.train.init_checkpoint,
-        with_params=with_params, identity=task.identity)
+        with_params=with_params, identity=task.identity, fresh=getattr(task, "fresh_parameters", ()))
     return state, state_shardings, how
 
 
@@ -165,18 +245,19 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                                  "train.global_batch_size")
     sharding.check_batch_divides(train_config.eval_batch_size, 1, mesh, "train.eval_batch_size")
     batch_ways = mesh.shape["data"] * mesh.shape["fsdp"]
-    optimizer = make_optimizer(config.optim, train_config.num_steps)
+    optimizer = make_optimizer(config.optim, train_config.num_steps, task.model_config.num_layers)
     schedule = learning_rate_schedule(config.optim, train_config.num_steps)
     iterator = iter(task.dataset("train", batch_size=batch_size, seed=config.seed, train=True,
                                  process_index=jax.process_index(), process_count=jax.process_count()))
     example = task.example_batch(batch_size)
     checkpointer = checkpoint.Checkpointer(workdir, keep=train_config.keep_checkpoints)
+    best = checkpoint.BestCheckpoint(workdir, task.metric) if is_predictive(task) else None
     writer, progress = reporting.MetricWriter(workdir), None
     with sharding.activate(mesh, config.mesh.rules):
         state, state_shardings, how = _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
         start_step = int(state.step)
         train_step_fn, eval_step_fn = compile_steps(task, optimizer, train_config.accumulation_steps,
-                                                    state_shardings, mesh)
+                                                    state_shardings, mesh, donate=train_config.donate_state)
         global_example = {name: jax.ShapeDtypeStruct((train_config.global_batch_size, *value.shape[1:]), value.dtype)
                           for name, value in example.items()}
         compiled = train_step_fn.lower(state, global_example).compile()
@@ -197,27 +278,38 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
             writer.write(step, "eval", metrics)
             shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
             progress.write(f"step {step} evaluation ({tokens:,} tokens, {time.perf_counter() - start:.1f}s): {shown}")
+            if best is not None and best.offer(step, state.params, metrics):
+                progress.write(f"step {step}: best {task.metric} so far; parameters kept in {best.directory}")
             logging.info("Evaluation at step %d: %s", step, metrics)
             return step, metrics
 
-        sums, window_start, window_tokens, last_eval = None, time.perf_counter(), 0, None
+        peak = _peak_flops(train_config)
+        step_flops = getattr(task, "model_flops", lambda batch: (flops or 0.0) * jax.device_count())
+        sums, window, last_eval = None, _Window(), None
         try:
             for step in range(start_step + 1, train_config.num_steps + 1):
+                waited = time.perf_counter()
                 batch = next(iterator)
-                window_tokens += task.real_tokens(batch) * jax.process_count()  # about the same on every process
-                state, step_sums = compiled(state, sharding.global_batch(batch, mesh))
+                global_batch = sharding.global_batch(batch, mesh)
+                # Other processes' batches are about the same size: counted as this one's.
+                window.add(time.perf_counter() - waited, task.real_tokens(batch) * jax.process_count(),
+                           step_flops(batch) * jax.process_count())
+                state, step_sums = compiled(state, global_batch)
                 sums = step_sums if sums is None else _accumulate(sums, step_sums)
                 progress.update()
                 if step % train_config.log_every == 0 or step == train_config.num_steps:
-                    metrics = _summary(sums, time.perf_counter() - window_start, window_tokens,
-                                       float(schedule(step - 1)), task)
+                    metrics = _summary(sums, window, float(schedule(step - 1)), task, peak)
                     writer.write(step, "train", metrics)
-                    progress.show(loss=metrics["loss"], tokens_per_s=f"{metrics['tokens_per_second']:,.0f}")
-                    sums, window_start, window_tokens = None, time.perf_counter(), 0
+                    progress.show(loss=metrics["loss"], tokens_per_s=f"{metrics['tokens_per_second']:,.0f}",
+                                  **({"mfu": f"{metrics['mfu']:.1%}"} if "mfu" in metrics else {}),
+                                  input_wait=f"{metrics['input_wait_fraction']:.0%}")
+                    sums, window = None, _Window()
                 if train_config.checkpoint_every and step % train_config.checkpoint_every == 0:
                     checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
                 if train_config.eval_every and step % train_config.eval_every == 0 and step < train_config.num_steps:
+                    evaluation_start = time.perf_counter()
                     last_eval = run_evaluation(step)
+                    window.excluded_seconds += time.perf_counter() - evaluation_start
             final_step = int(state.step)
             if checkpointer.latest_step() != final_step:
                 checkpointer.save(final_step, state, iterator, {"step": final_step, **task.identity})
@@ -226,6 +318,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
         finally:
             checkpointer.wait()
             checkpointer.close()
+            if best is not None:
+                best.close()
             progress.close()
             writer.close()
     return last_eval[1]

@@ -46,9 +46,11 @@ def optim_config() -> config_dict.ConfigDict:
     optim.weight_decay = 0.01  # not on LayerNorm parameters and biases
     optim.schedule = "linear"  # linear | cosine | wsd | constant
     optim.warmup_steps = 10_000
+    optim.warmup_fraction = config_dict.placeholder(float)  # if set: warmup as a share of training (BERT fine-tuning: 0.1)
     optim.end_lr_ratio = 0.0  # the final learning rate as a fraction of the peak
     optim.decay_fraction = 0.1  # wsd: the share of training spent decaying
     optim.clip_norm = 1.0  # global gradient norm; 0 = no clipping
+    optim.layer_decay = 1.0  # layer-wise learning-rate decay (fine-tuning): layer i of N learns at decay**(N-i); 1 = off
     return optim
 
 
@@ -63,7 +65,23 @@ def train_config() -> config_dict.ConfigDict:
     train.checkpoint_every = 10_000
     train.keep_checkpoints = 3
     train.init_checkpoint = config_dict.placeholder(str)  # weights to start from: a bertjax run or an HF folder
+    # Speed switches (docs/performance.md measures each): the MLM head on the masked positions only ("masked")
+    # or on every position ("all": the same loss, more work); donating the train state's buffers to the step.
+    train.mlm_positions = "masked"
+    train.donate_state = True
+    # Live MFU in the training log: the chip's peak (TFLOP/s); unset: the data sheet's for known accelerators.
+    train.peak_tflops = config_dict.placeholder(float)
     return train
+
+
+def finetune_config() -> config_dict.ConfigDict:
+    finetune = config_dict.ConfigDict()
+    finetune.task = config_dict.placeholder(str)  # a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or stdlib
+    finetune.data_dir = config_dict.placeholder(str)  # the task's files (GLUE: the folder of CoLA/, SST-2/, ... or one of them)
+    finetune.tfds_data_dir = config_dict.placeholder(str)  # read TFDS's prepared glue/* instead (tools/prepare_glue.py)
+    finetune.num_epochs = 3.0  # sets train.num_steps from the training set's size; 0 = use train.num_steps
+    finetune.skip_malformed_rows = False  # False: a row with the wrong number of fields stops with its file and line
+    return finetune
 
 
 def mesh_config() -> config_dict.ConfigDict:
@@ -82,6 +100,7 @@ def get_config() -> config_dict.ConfigDict:
     config.data = data_config()
     config.optim = optim_config()
     config.train = train_config()
+    config.finetune = finetune_config()
     config.mesh = mesh_config()
     return config
 

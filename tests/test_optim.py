@@ -75,3 +75,34 @@ def test_lamb_and_bad_names():
         optim.make_optimizer(_optim(schedule="step"), 10)
     with pytest.raises(ValueError, match="warmup_steps=20"):
         optim.make_optimizer(_optim(warmup_steps=20), 10)
+
+
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_layer_decay_scales_each_layer_by_its_depth(scan_layers):
+    config = BertConfig.from_variant("tiny", vocab_size=50, max_position_embeddings=16, scan_layers=scan_layers)
+    import flax.linen as nn
+    params = nn.meta.unbox(BertForPretraining(config).init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))["params"])
+    grads = jax.tree.map(jnp.ones_like, params)
+    settings = dict(warmup_steps=0, schedule="constant", learning_rate=0.1, weight_decay=0.0, clip_norm=0.0)
+    plain = optim.make_optimizer(_optim(**settings), 10, num_layers=2)
+    decayed = optim.make_optimizer(_optim(layer_decay=0.5, **settings), 10, num_layers=2)
+    reference, _ = plain.update(grads, plain.init(params), params)
+    updates, _ = decayed.update(grads, decayed.init(params), params)
+    ratio = traverse_util.flatten_dict(jax.tree.map(lambda u, r: np.asarray(u / r), updates, reference))
+    # 2 layers: embeddings 0.5**3, layer 0 0.5**2, layer 1 0.5**1, pooler and heads 1.
+    assert np.allclose(ratio[("bert", "embeddings", "word_embeddings", "embedding")], 0.125)
+    if scan_layers:
+        stacked = ratio[("bert", "encoder", "layers", "layer", "intermediate", "kernel")]
+        assert np.allclose(stacked[0], 0.25) and np.allclose(stacked[1], 0.5)
+    else:
+        assert np.allclose(ratio[("bert", "encoder", "layer_0", "intermediate", "kernel")], 0.25)
+        assert np.allclose(ratio[("bert", "encoder", "layer_1", "output_layer_norm", "scale")], 0.5)
+    assert np.allclose(ratio[("bert", "pooler", "kernel")], 1.0)
+    assert np.allclose(ratio[("sentence_head", "kernel")], 1.0)
+
+
+def test_warmup_fraction_sets_the_warmup_steps():
+    schedule = optim.learning_rate_schedule(_optim(learning_rate=1.0, warmup_fraction=0.1), 200)
+    assert float(schedule(10)) == pytest.approx(0.5) and float(schedule(20)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        optim.make_optimizer(_optim(warmup_fraction=1.5), 10)

@@ -49,3 +49,34 @@ def test_train_prepare_and_show(corpus_file, tmp_path):
     result = _run("show_batch", "--config=configs/bert_tiny.py", f"--config.data.tokenizer={model}",
                   f"--config.data.prepared_dir={tmp_path}")
     assert result.returncode == 1 and "tools/prepare_data.py" in result.stderr
+
+
+def test_prepare_glue_from_zip_files_and_finetune_errors(tmp_path):
+    import zipfile
+
+    import glue_fixtures
+
+    extracted = glue_fixtures.write_glue(tmp_path / "extracted")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    for folder in ("SST-2", "RTE"):  # as GLUE distributes them: one zip per task, holding the task's folder
+        with zipfile.ZipFile(downloads / f"{folder}.zip", "w") as archive:
+            for path in sorted((extracted / folder).iterdir()):
+                archive.write(path, f"{folder}/{path.name}")
+    result = _run("prepare_glue", f"--glue_dir={downloads}", f"--data_dir={tmp_path / 'tfds'}")
+    assert result.returncode == 0, result.stderr
+    assert "glue/sst2" in result.stdout and "glue/rte" in result.stdout and "glue/cola" not in result.stdout
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.text import glue  # noqa: F401
+
+    source = tfds.data_source("glue/rte", split="validation", data_dir=str(tmp_path / "tfds"))
+    assert len(source) == 13 and {int(source[i]["label"]) for i in range(len(source))} == {0, 1}
+
+    result = _run("prepare_glue", f"--glue_dir={downloads}", f"--data_dir={tmp_path / 'tfds'}", "--tasks=sst3")
+    assert result.returncode == 1 and "unknown task(s) ['sst3']" in result.stderr
+    result = _run("finetune", "--config=configs/glue.py:task=sst2", f"--workdir={tmp_path / 'run'}",
+                  f"--config.train.init_checkpoint={tmp_path / 'nothing'}")
+    assert result.returncode == 1 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    result = _run("finetune", "--config=configs/glue.py:task=glue9", f"--workdir={tmp_path / 'run'}",
+                  "--config.model.variant=tiny", "--config.data.tokenizer=none.model")
+    assert result.returncode == 1 and "finetune.task='glue9'" in result.stderr

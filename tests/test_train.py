@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bertjax import checkpoint, train
+from bertjax import benchmark, checkpoint, train
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
 from configs import common
@@ -123,14 +123,24 @@ def test_init_checkpoint_takes_weights_only(prepared_dir, sp_tokenizer_path, tmp
 
 def test_run_writes_its_reports(prepared_dir, sp_tokenizer_path, tmp_path):
     config = _config(prepared_dir, sp_tokenizer_path, num_steps=4, eval_every=2, checkpoint_every=2,
-                     keep_checkpoints=1)
-    metrics = train.train_and_evaluate(config, tmp_path, PretrainingTask(config))
+                     keep_checkpoints=1, peak_tflops=0.01)
+    task = PretrainingTask(config)
+    metrics = train.train_and_evaluate(config, tmp_path, task)
     assert set(metrics) >= {"mlm_loss", "mlm_accuracy", "mlm_perplexity", "sentence_accuracy"}
     assert json.loads((tmp_path / "config.json").read_text())["train"]["num_steps"] == 4
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["split"] == "train"] == [2, 4]
     assert [r["step"] for r in records if r["split"] == "eval"] == [2, 4]
     assert all(r["tokens_per_second"] > 0 and "learning_rate" in r for r in records if r["split"] == "train")
+    # Live MFU = model FLOPs per step x steps/s over the peak; the FLOPs of a step lie between those of an
+    # all-padding batch and a full one.
+    example = task.example_batch(8)
+    empty_flops = benchmark.analytic_flops(task.model_config, 8, 64, example["masked_positions"].shape[1], tokens=0)
+    full_flops = benchmark.analytic_flops(task.model_config, 8, 64, example["masked_positions"].shape[1])
+    for record in (r for r in records if r["split"] == "train"):
+        assert 0 <= record["input_wait_fraction"] < 1
+        flops_per_step = record["mfu"] * 0.01e12 * jax.device_count() / record["steps_per_second"]
+        assert empty_flops < flops_per_step <= full_flops
     assert list(tmp_path.glob("events.out.tfevents.*"))
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["4"]  # keep_checkpoints=1
 

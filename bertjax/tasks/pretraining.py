@@ -6,11 +6,12 @@ loss and metric sums, its datasets, and how to summarise metrics. Fine-tuning ta
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from bertjax import losses
+from bertjax import benchmark, losses
 from bertjax.data import pipeline, shards, tokenizer
-from bertjax.heads import BertForPretraining
+from bertjax.heads import BertForPretraining, gather_positions
 from bertjax.model import BertConfig
 
 
@@ -18,8 +19,7 @@ class PretrainingTask:
     name = "pretraining"
 
     def __init__(self, config):
-        self.model_config = BertConfig.from_config(config.model)
-        self.model = BertForPretraining(self.model_config)
+        self._set_model(config)
         self.data = config.data
         for key in ("tokenizer", "prepared_dir"):
             if not config.data[key]:
@@ -30,8 +30,17 @@ class PretrainingTask:
                              f"max_position_embeddings={self.model_config.max_position_embeddings}.")
         self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
         shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
+        self.real_vocab_size = self.tokenizer.vocab_size
         # Recorded in each checkpoint; resuming with other values is refused.
         self.identity = {"task": self.name, "tokenizer_fingerprint": self.tokenizer.fingerprint}
+
+    def _set_model(self, config):
+        self.model_config = BertConfig.from_config(config.model)
+        self.model = BertForPretraining(self.model_config)
+        if config.train.mlm_positions not in ("masked", "all"):
+            raise ValueError(f"train.mlm_positions={config.train.mlm_positions!r}: choose 'masked' or 'all'.")
+        self.mlm_all_positions = config.train.mlm_positions == "all"
+        self.real_vocab_size = self.model_config.vocab_size  # the tokenizer's, when the model's is padded
 
     # --- data -----------------------------------------------------------------------------------------------
     def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
@@ -47,6 +56,12 @@ class PretrainingTask:
     def real_tokens(batch) -> int:
         return int(np.count_nonzero(batch["attention_mask"]))
 
+    def model_flops(self, batch) -> float:
+        """Model FLOPs of a training step on `batch`, counting real tokens (see bertjax.benchmark)."""
+        rows, length = batch["input_ids"].shape
+        return benchmark.analytic_flops(self.model_config, rows, length, batch["masked_positions"].shape[1],
+                                        tokens=self.real_tokens(batch))
+
     # --- model ----------------------------------------------------------------------------------------------
     def init_params(self, rng: jax.Array, batch, boxed: bool = False):
         """Parameters; `boxed` keeps their logical axis names (for shardings)."""
@@ -59,10 +74,21 @@ class PretrainingTask:
         return {name: batch[name] for name in names if name in batch}
 
     def loss(self, params, batch, rng: jax.Array | None, normalizers=None):
-        """(loss, metric sums); dropout is on when `rng` is given."""
-        output = self.model.apply({"params": params}, **self._inputs(batch), deterministic=rng is None,
+        """(loss, metric sums); dropout is on when `rng` is given.
+
+        The MLM head scores only the masked positions, unless `train.mlm_positions="all"` (every position
+        scored, then the masked ones picked: the same loss, more work; kept to measure the difference).
+        Logits of ids past the tokenizer's vocabulary (a model vocabulary padded to a multiple of 128) are
+        masked out, so padding changes the speed and not the loss."""
+        inputs = self._inputs(batch)
+        positions = inputs.pop("masked_positions") if self.mlm_all_positions else None
+        output = self.model.apply({"params": params}, **inputs, deterministic=rng is None,
                                   rngs={"dropout": rng} if rng is not None else {})
-        return losses.pretraining_loss(output, batch, normalizers)
+        logits = output.mlm_logits if positions is None else gather_positions(output.mlm_logits, positions)
+        if self.real_vocab_size < self.model_config.vocab_size:
+            real = jnp.arange(self.model_config.vocab_size) < self.real_vocab_size
+            logits = jnp.where(real, logits, jnp.asarray(-1e9, logits.dtype))
+        return losses.pretraining_loss(output._replace(mlm_logits=logits), batch, normalizers)
 
     normalizers = staticmethod(losses.pretraining_normalizers)
     summarize = staticmethod(losses.summarize)

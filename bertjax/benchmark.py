@@ -1,0 +1,203 @@
+"""Measuring training speed: model FLOPs counted by hand, peak FLOP/s of the chips, and timed train steps of
+the real pretraining task on synthetic batches of realistic shape (padding, packing, masked positions).
+
+Model FLOPs of one pretraining step (forward + backward = 3 x forward; a multiply-add is 2 FLOPs), for B rows of
+L tokens with P predicted positions each, hidden size D, N layers, vocabulary V:
+
+    6 x (parameters of the N encoder layers) x tokens          the dense layers: every token through every layer
+  + 12 x N x B x L^2 x D                                        attention scores (Q K^T) and the weighted sum (P V)
+  + 6 x B x P x (D^2 + D x V)                                   the MLM head on the predicted positions
+  + 6 x B x (D^2 + 2 D)                                         pooler and sentence head
+
+"Tokens" are all B x L positions for the hardware's work, or only the real ones for MFU counting real tokens.
+"""
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bertjax.model import BertConfig
+
+# Dense bf16 peak FLOP/s per chip, from the vendors' data sheets (NVIDIA SXM parts, without sparsity).
+PEAK_FLOPS = {
+    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12,
+    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v6 lite": 918e12,
+}
+
+
+def encoder_layer_parameters(config: BertConfig) -> int:
+    d, f = config.hidden_size, config.intermediate_size
+    attention = 4 * d * d + 4 * d  # query, key, value, output kernels and biases
+    feed_forward = 2 * d * f + f + d
+    layer_norms = 4 * d
+    return config.num_layers * (attention + feed_forward + layer_norms)
+
+
+def analytic_flops(config: BertConfig, batch: int, length: int, predictions: int, tokens: int | None = None) -> float:
+    """Model FLOPs of one training step (see the module docstring). `tokens` (default B x L) counts the
+    positions that go through the dense layers; attention always spans the whole rows."""
+    d, v = config.hidden_size, config.vocab_size
+    tokens = batch * length if tokens is None else tokens
+    dense = 6 * encoder_layer_parameters(config) * tokens
+    attention = 12 * config.num_layers * batch * length * length * d
+    mlm_head = 6 * batch * predictions * (d * d + d * v)
+    sentence = 6 * batch * (d * d + 2 * d)
+    return float(dense + attention + mlm_head + sentence)
+
+
+def known_peak(device=None) -> tuple[str, float] | None:
+    """(name, bf16 peak FLOP/s) of a chip in `PEAK_FLOPS`, matched on its device kind; None if unknown."""
+    kind = (device or jax.devices()[0]).device_kind
+    for name, flops in PEAK_FLOPS.items():
+        if name.lower() in kind.lower():
+            return name, flops
+    return None
+
+
+def measured_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large jitted matrix multiplication on this device: the practical peak where none is
+    known (a CPU). The best of `repeats` timings."""
+    a = jnp.ones((size, size), dtype)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    best = min(_timed(lambda: matmul(a).block_until_ready()) for _ in range(repeats))
+    return 2 * size ** 3 / best
+
+
+def peak_flops(dtype: str = "float32") -> tuple[str, float]:
+    """The peak to compute MFU against: the data sheet's for known chips, else measured."""
+    known = known_peak()
+    if known:
+        return f"{known[0]} bf16 data sheet", known[1]
+    return f"measured {dtype} matmul on {jax.devices()[0].device_kind}", measured_peak(dtype)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def synthetic_batch(config: BertConfig, batch: int, length: int, predictions: int, *, real_fraction: float = 1.0,
+                    packed_examples: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """A pretraining batch of the pipeline's keys and shapes with random ids: rows right-padded to about
+    `real_fraction` of `length` (0.6 is typical of unpacked text), or packed with `packed_examples` examples a
+    row (then the packing keys: position_ids, cls_positions, per-example sentence labels)."""
+    rng = np.random.default_rng(seed)
+    real = np.clip(rng.normal(real_fraction * length, 0.1 * length, batch).astype(int), 8, length)
+    columns = np.arange(length)[None, :]
+    mask = (columns < real[:, None]).astype(np.int32)
+    out = {"input_ids": (rng.integers(5, config.vocab_size, (batch, length)) * mask).astype(np.int32),
+           "segment_ids": ((columns >= real[:, None] // 2) * mask).astype(np.int32)}
+    if packed_examples > 1:
+        bounds = np.linspace(0, real[:, None], packed_examples + 1, axis=-1).astype(int)[:, 0]  # B, E+1
+        example = (columns[:, :, None] >= bounds[:, None, 1:-1]).sum(-1) + 1  # B, L: 1..E
+        out["attention_mask"] = (example * mask).astype(np.int32)
+        out["position_ids"] = (columns - np.take_along_axis(bounds, example - 1, axis=1)).astype(np.int32) * mask
+        out["cls_positions"] = bounds[:, :-1].astype(np.int32)
+        out["sentence_label"] = rng.integers(0, 2, (batch, packed_examples)).astype(np.int32)
+        out["sentence_weights"] = np.ones((batch, packed_examples), np.float32)
+    else:
+        out["attention_mask"] = mask
+        out["sentence_label"] = rng.integers(0, 2, batch).astype(np.int32)
+    count = np.minimum(predictions, np.maximum(1, (0.15 * real).astype(int)))
+    positions = np.stack([np.sort(rng.choice(np.arange(1, r), predictions, replace=predictions > r - 1))
+                          for r in real]).astype(np.int32)
+    weights = (np.arange(predictions)[None, :] < count[:, None]).astype(np.float32)
+    out["masked_positions"] = positions * (weights > 0)
+    out["masked_ids"] = (rng.integers(5, config.vocab_size, (batch, predictions)) * weights).astype(np.int32)
+    out["masked_weights"] = weights
+    return out
+
+
+def real_tokens(batch: dict[str, np.ndarray]) -> int:
+    return int(np.count_nonzero(batch["attention_mask"]))
+
+
+@dataclasses.dataclass
+class StepTiming:
+    seconds: list[float]  # each timed step, synchronised with the device
+    compile_seconds: float
+    xla_flops: float | None  # per device, from XLA's cost analysis of the compiled step
+    peak_device_bytes: int | None  # the device's peak memory in use, where it reports one
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.seconds))
+
+
+def time_train_steps(task, optim_config, batch: dict[str, np.ndarray], *, steps: int = 10, warmup: int = 2,
+                     donate: bool = True) -> StepTiming:
+    """Compile the real train step for `task` (one device), then time `steps` updates after `warmup`."""
+    from bertjax import train
+    from bertjax.optim import make_optimizer
+
+    optimizer = make_optimizer(optim_config, 10**9, task.model_config.num_layers)  # the schedule is immaterial here
+    batch = jax.device_put(batch)
+    state = jax.jit(lambda: train.init_train_state(task, optimizer, 0, batch))()
+    step_fn, _ = train.compile_steps(task, optimizer, 1, donate=donate)
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, batch).compile()
+    compile_seconds = time.perf_counter() - start
+    for _ in range(warmup):
+        state, sums = compiled(state, batch)
+    jax.block_until_ready(state)
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, sums = compiled(state, batch)
+        jax.block_until_ready((state, sums))
+        seconds.append(time.perf_counter() - start)
+    stats = jax.devices()[0].memory_stats() or {}
+    return StepTiming(seconds, compile_seconds, train._flops(compiled), stats.get("peak_bytes_in_use"))
+
+
+def synthetic_task(config, pad_vocab: bool = False):
+    """The pretraining task's model and loss (bertjax.tasks.pretraining) without a tokenizer or data, for
+    timing on synthetic batches. `pad_vocab` rounds the model's vocabulary up to a multiple of 128, the
+    logits of the extra ids masked out as for a tokenizer of the original size."""
+    from bertjax.tasks.pretraining import PretrainingTask
+
+    real_vocab = BertConfig.from_config(config.model).vocab_size
+    if pad_vocab:
+        config.model.vocab_size = -(-real_vocab // 128) * 128
+    task = PretrainingTask.__new__(PretrainingTask)
+    task._set_model(config)
+    task.real_vocab_size = real_vocab
+    task.identity = {"task": "pretraining (synthetic batches)"}
+    return task
+
+
+def measure(config, *, batch_size, length, predictions, real_fraction, packed_examples, pad_vocab, steps,
+            warmup) -> dict:
+    """Time the pretraining step of `config` on a synthetic batch; every figure tools/benchmark.py reports."""
+    from bertjax import cli
+
+    task = synthetic_task(config, pad_vocab)
+    model = task.model_config
+    predictions = predictions or max(1, round(0.15 * length))
+    batch = synthetic_batch(model, batch_size, length, predictions, real_fraction=real_fraction,
+                                      packed_examples=packed_examples)
+    timing = time_train_steps(task, config.optim, batch, steps=steps, warmup=warmup,
+                                        donate=config.train.donate_state)
+    real = real_tokens(batch)
+    flops_all = analytic_flops(model, batch_size, length, predictions)
+    flops_real = analytic_flops(model, batch_size, length, predictions, tokens=real)
+    peak_name, peak = peak_flops(model.dtype)
+    seconds = timing.median
+    return {
+        "device": jax.devices()[0].device_kind, "model": f"{model.num_layers}x{model.hidden_size}",
+        "vocab_size": model.vocab_size, "dtype": model.dtype, "attention_impl": model.attention_impl,
+        "remat": model.remat, "mlm_positions": config.train.mlm_positions, "donate": config.train.donate_state,
+        "batch_size": batch_size, "seq_length": length, "predictions": predictions,
+        "packed_examples": packed_examples, "real_tokens": real,
+        "step_seconds": seconds, "step_seconds_all": timing.seconds, "compile_seconds": timing.compile_seconds,
+        "sequences_per_second": batch_size * packed_examples / seconds, "tokens_per_second": real / seconds,
+        "analytic_flops": flops_all, "xla_flops": timing.xla_flops,
+        "peak": peak_name, "peak_flops": peak,
+        "mfu": flops_all / seconds / peak, "mfu_real_tokens": flops_real / seconds / peak,
+        "peak_device_bytes": timing.peak_device_bytes, "peak_host_mb": cli.peak_memory_mb(),
+    }

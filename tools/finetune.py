@@ -1,0 +1,85 @@
+"""Fine-tune a pretrained BERT on a task and report its dev metrics; optionally write test predictions.
+
+    python tools/finetune.py --config configs/glue.py:task=sst2 --workdir runs/sst2 \\
+        --config.train.init_checkpoint=runs/base --config.finetune.data_dir=glue_data --predict
+    python tools/finetune.py --config configs/glue_demo.py --workdir runs/demo/finetune --compare_scratch
+
+The model and tokenizer come from --config.train.init_checkpoint (a bertjax run directory or an HF BERT
+folder); the new head starts fresh, and the run prints which parameters were loaded and which are new.
+WORKDIR gets results.json (the best and the final dev metrics), best/ (the best parameters), and with
+--predict predictions/ in the GLUE server's format (SST-2.tsv, MNLI-m.tsv, MNLI-mm.tsv, AX.tsv, ...).
+--seeds=1,2,3 runs once per seed (WORKDIR/seed_N) and writes summary.json: median, mean and std.
+--compare_scratch also trains the same model from random initialisation (WORKDIR/scratch) on the same budget.
+Running the same command again resumes.
+"""
+
+import copy
+import pathlib
+
+import jax
+from absl import flags
+from ml_collections import config_flags
+
+from bertjax import checkpoint, cli, finetune, sharding
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/glue.py:task=sst2",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and predictions.")
+_PREDICT = flags.DEFINE_bool("predict", False, "Write test-set predictions with the best parameters.")
+_SEEDS = flags.DEFINE_list("seeds", None, "Run once per seed (WORKDIR/seed_N) and summarise across seeds.")
+_COMPARE_SCRATCH = flags.DEFINE_bool(
+    "compare_scratch", False, "Also fine-tune the same model from random initialisation and compare.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join JAX's multi-process runtime (see tools/pretrain.py).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _show(label: str, results: dict) -> str:
+    best = results["best"]
+    metrics = ", ".join(f"{name} {value:.4f}" for name, value in best["metrics"].items())
+    return f"{label}: best {results['metric']} at step {best['step']} of {results['num_steps']}: {metrics}"
+
+
+def main(argv):
+    del argv
+    if _DISTRIBUTED.value:
+        sharding.initialize_distributed(None, None, None)
+    workdir = pathlib.Path(_WORKDIR.value)
+    lead = jax.process_index() == 0
+    if _SEEDS.value:
+        runs = []
+        for seed in _SEEDS.value:
+            config = copy.deepcopy(_CONFIG.value)
+            config.seed = int(seed)
+            runs.append(finetune.run(config, workdir / f"seed_{seed}", predict=_PREDICT.value))
+            if lead:
+                print(_show(f"seed {seed}", runs[-1]))
+        summary = finetune.summarize_seeds(runs)
+        if lead:
+            checkpoint.write_json(workdir / "summary.json", {"seeds": [int(s) for s in _SEEDS.value], "metrics": summary})
+            for name, stats in summary.items():
+                print(f"{name}: median {stats['median']:.4f}, mean {stats['mean']:.4f} ± {stats['std']:.4f} "
+                      f"over {len(stats['values'])} seeds")
+        return
+    config = _CONFIG.value
+    results = finetune.run(config, workdir, predict=_PREDICT.value)
+    if lead:
+        print(_show("fine-tuned from " + str(config.train.init_checkpoint or "scratch"), results))
+        for path in results.get("predictions", []):
+            print(f"predictions: {path}")
+    if _COMPARE_SCRATCH.value:
+        if not config.train.init_checkpoint:
+            raise ValueError("--compare_scratch compares with an init_checkpoint run; set train.init_checkpoint.")
+        scratch_config = copy.deepcopy(config)  # the model config already resolved from the checkpoint
+        scratch_config.train.init_checkpoint = None
+        scratch = finetune.run(scratch_config, workdir / "scratch")
+        if lead:
+            metric = results["metric"]
+            print(_show("from scratch", scratch))
+            print(f"{metric}: pretrained {results['best']['value']:.4f} vs from scratch "
+                  f"{scratch['best']['value']:.4f} on the same {results['num_steps']} steps")
+            checkpoint.write_json(workdir / "comparison.json", {
+                "metric": metric, "pretrained": results["best"], "scratch": scratch["best"]})
+
+
+if __name__ == "__main__":
+    cli.run(main)
