@@ -263,8 +263,8 @@ class SavedRun:
 
 
 def open_run(path: str | pathlib.Path) -> SavedRun:
-    """A run directory (or its `checkpoints/`, or one step's directory) -> its config, record and the names
-    and shapes of the stored parameters."""
+    """A run directory (or its `checkpoints/`, `best/`, or one step's directory) -> its config, record and the
+    names and shapes of the stored parameters."""
     path = pathlib.Path(path).absolute()
     if not path.exists():
         raise FileNotFoundError(f"Checkpoint {path} not found.")
@@ -277,8 +277,11 @@ def open_run(path: str | pathlib.Path) -> SavedRun:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_path} is not valid JSON: {error}") from None
-    record_path = step_dir / "record" / "metadata"
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    record = _read_record(step_dir)
+    if "head" not in record and step_dir.parent.name == "best":  # a run's best parameters: the run says the head
+        latest = _latest_step_directory(step_dir.parent.parent / "checkpoints")
+        record = {**{key: value for key, value in _read_record(latest).items()
+                     if key in ("head", "num_labels", "labels", "tokenizer_fingerprint", "task")}, **record}
     with _quiet_orbax():
         metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
     if "params" not in metadata:
@@ -286,6 +289,11 @@ def open_run(path: str | pathlib.Path) -> SavedRun:
     stored = {path: (tuple(leaf.shape), str(leaf.dtype))
               for path, leaf in traverse_util.flatten_dict(metadata["params"]).items()}
     return SavedRun(config, record, step_dir, stored)
+
+
+def _read_record(step_dir: pathlib.Path) -> dict:
+    path = step_dir / "record" / "metadata"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def restore_params(run: SavedRun, abstract_params: Any) -> Any:

@@ -357,3 +357,16 @@ def test_convert_and_export_tools(tmp_path):
     assert (tmp_path / "plain" / "params.safetensors").is_file()
     result = _tool("export", f"--checkpoint={tmp_path / 'nothing'}", f"--hf_dir={tmp_path / 'x'}")
     assert result.returncode == 1 and "not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_runs_best_parameters_export_with_the_runs_head(tmp_path):
+    vocab = _vocab_file(tmp_path)
+    _, params = _bertjax_run(tmp_path / "run", "sequence_classification", vocab, 2, ["no", "yes"])
+    best = checkpoint.BestCheckpoint(tmp_path / "run", "accuracy")  # what fine-tuning keeps; its record has no head
+    best.offer(5, jax.tree.map(lambda value: value + 1, params), {"accuracy": 0.75})
+    best.close()
+    summary = interop.export_hf(tmp_path / "run" / "best", tmp_path / "hf")
+    assert summary["architecture"] == "BertForSequenceClassification" and summary["step"] == 5
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["id2label"] == {"0": "no", "1": "yes"}
+    exported = load_file(tmp_path / "hf" / "model.safetensors")
+    np.testing.assert_array_equal(exported["classifier.bias"], params["classifier"]["bias"] + 1)
