@@ -14,7 +14,8 @@ from absl import flags
 
 from bertjax import cli, convert, interop
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A run directory (its latest checkpoint), its best/, or a step directory.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
+                                  "A run directory (its latest checkpoint), its best/, or a step directory.")
 _HF_DIR = flags.DEFINE_string("hf_dir", None, "Write an HF folder here.")
 _PARAMS_DIR = flags.DEFINE_string("params_dir", None, "Write params.safetensors + bertjax_config.json here.")
 _HEAD = flags.DEFINE_enum("head", None, list(convert.HEADS),
