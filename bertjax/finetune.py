@@ -24,6 +24,12 @@ def make_task(config):
     name = config.finetune.task
     if not name:
         raise ValueError("config.finetune.task is not set; e.g. --config=configs/glue.py:task=sst2.")
+    if name == "squad":
+        from bertjax.tasks import squad
+        return squad.SquadTask(config)
+    if name == "ner":
+        from bertjax.tasks import ner
+        return ner.NerTask(config)
     from bertjax.tasks import glue
 
     return glue.ClassificationTask(config)

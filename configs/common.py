@@ -76,7 +76,8 @@ def train_config() -> config_dict.ConfigDict:
 
 def finetune_config() -> config_dict.ConfigDict:
     finetune = config_dict.ConfigDict()
-    finetune.task = config_dict.placeholder(str)  # a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or stdlib
+    # a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or stdlib; squad; ner
+    finetune.task = config_dict.placeholder(str)
     finetune.data_dir = config_dict.placeholder(str)  # the task's files (GLUE: the folder of CoLA/, SST-2/, ... or one of them)
     finetune.tfds_data_dir = config_dict.placeholder(str)  # read TFDS's prepared glue/* instead (tools/prepare_glue.py)
     finetune.num_epochs = 3.0  # sets train.num_steps from the training set's size; 0 = use train.num_steps
@@ -93,6 +94,27 @@ def mesh_config() -> config_dict.ConfigDict:
     return mesh
 
 
+def squad_config() -> config_dict.ConfigDict:
+    squad = config_dict.ConfigDict()
+    squad.train_file = config_dict.placeholder(str)  # official SQuAD JSON, e.g. train-v1.1.json
+    squad.validation_file = config_dict.placeholder(str)  # e.g. dev-v1.1.json
+    squad.version_2 = False  # v2.0: unanswerable questions, null answers and the null threshold
+    squad.doc_stride = 128  # tokens between the starts of a context's windows
+    squad.max_query_length = 64  # question tokens kept
+    squad.max_answer_length = 30  # tokens in a predicted answer
+    squad.n_best_size = 20  # starts and ends tried per window, and answers kept per question
+    squad.null_score_diff_threshold = 0.0  # v2.0: predict null when null score - best span score exceeds it
+    return squad
+
+
+def ner_config() -> config_dict.ConfigDict:
+    ner = config_dict.ConfigDict()
+    ner.train_file = config_dict.placeholder(str)  # CoNLL-2003 format: word ... tag per line, blank between sentences
+    ner.validation_file = config_dict.placeholder(str)
+    ner.test_file = config_dict.placeholder(str)
+    return ner
+
+
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0  # parameter initialisation, data order and masks, dropout
@@ -102,6 +124,8 @@ def get_config() -> config_dict.ConfigDict:
     config.train = train_config()
     config.finetune = finetune_config()
     config.mesh = mesh_config()
+    config.squad = squad_config()
+    config.ner = ner_config()
     return config
 
 

@@ -3,11 +3,16 @@
     python tools/finetune.py --config configs/glue.py:task=sst2 --workdir runs/sst2 \\
         --config.train.init_checkpoint=runs/base --config.finetune.data_dir=glue_data --predict
     python tools/finetune.py --config configs/glue_demo.py --workdir runs/demo/finetune --compare_scratch
+    python tools/finetune.py --config configs/squad.py:v2 --workdir runs/squad2 --config.train.init_checkpoint=runs/base \\
+        --config.squad.train_file=train-v2.0.json --config.squad.validation_file=dev-v2.0.json --predict
+    python tools/finetune.py --config configs/ner.py --workdir runs/ner --config.train.init_checkpoint=runs/base \\
+        --config.ner.train_file=eng.train --config.ner.validation_file=eng.testa --config.ner.test_file=eng.testb
 
 The model and tokenizer come from --config.train.init_checkpoint (a bertjax run directory or an HF BERT
 folder); the new head starts fresh, and the run prints which parameters were loaded and which are new.
 WORKDIR gets results.json (the best and the final dev metrics), best/ (the best parameters), and with
---predict predictions/ in the GLUE server's format (SST-2.tsv, MNLI-m.tsv, MNLI-mm.tsv, AX.tsv, ...).
+--predict predictions/ in the GLUE server's format (SST-2.tsv, MNLI-m.tsv, MNLI-mm.tsv, AX.tsv, ...), SQuAD's
+(predictions.json, null_odds.json for v2.0, of the dev set) or CoNLL's (test.conll, else validation.conll).
 --seeds=1,2,3 runs once per seed (WORKDIR/seed_N) and writes summary.json: median, mean and std.
 --compare_scratch also trains the same model from random initialisation (WORKDIR/scratch) on the same budget.
 Running the same command again resumes.

@@ -6,14 +6,17 @@ whole-word masking), the ids that masking may draw as random replacements, and a
 prepared shards record so that a pipeline never reads shards made by another tokenizer.
 """
 
+import functools
 import hashlib
 import json
 import io
 import pathlib
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -39,6 +42,13 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.encode_batch([text])[0]
+
+    def encode_with_offsets(self, texts: Sequence[str], split_punctuation: bool = False):
+        """Per text: ids and, per token, the (start, end) character span of the text it came from (leading
+        whitespace excluded), so that a span of tokens maps back to the original text (SQuAD answers).
+        `split_punctuation` puts a token boundary at every punctuation character, as BERT's WordPiece
+        tokenizer always does, so that an answer such as "1862" in "in 1862." is a whole span of tokens."""
+        raise NotImplementedError
 
     @property
     def replacement_ids(self) -> np.ndarray:
@@ -79,8 +89,84 @@ class SentencePieceTokenizer(Tokenizer):
     def decode(self, ids: Iterable[int]) -> str:
         return self._processor.decode([int(i) for i in ids])
 
+    def encode_with_offsets(self, texts: Sequence[str], split_punctuation: bool = False):
+        if not split_punctuation:
+            return [_piece_offsets(text, proto)
+                    for text, proto in zip(texts, self._processor.encode(list(texts), out_type="proto"))]
+        results = []
+        for text in texts:
+            runs = punctuation_runs(text)
+            # A run glued to the one before it (no space between) is encoded without the word-start "▁".
+            glued = [start > 0 and not text[start - 1].isspace() for start, _ in runs]
+            encoded = {}
+            for processor, wanted in ((self._processor, False), (self._glued_processor, True)):
+                chosen = [index for index, is_glued in enumerate(glued) if is_glued == wanted]
+                protos = processor.encode([text[runs[i][0]:runs[i][1]] for i in chosen], out_type="proto")
+                for index, proto in zip(chosen, protos):
+                    encoded[index] = _piece_offsets(text[runs[index][0]:runs[index][1]], proto)
+            ids, spans = [], []
+            for index, (start, _) in enumerate(runs):
+                ids.extend(encoded[index][0])
+                spans.extend((start + begin, start + end) for begin, end in encoded[index][1])
+            results.append((ids, spans))
+        return results
+
+    @functools.cached_property
+    def _glued_processor(self) -> spm.SentencePieceProcessor:
+        """The same model without the dummy "▁" it puts before a text's first word."""
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString(self.model_bytes)
+        proto.normalizer_spec.add_dummy_prefix = False
+        return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
     def save(self, path: str | pathlib.Path) -> None:
         pathlib.Path(path).write_bytes(self.model_bytes)
+
+
+def _piece_offsets(text: str, proto) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and character spans from a SentencePiece result, whose offsets are bytes of the original text."""
+    char_at_byte = np.zeros(len(text.encode("utf-8")) + 1, np.int64)
+    position = 0
+    for index, char in enumerate(text):
+        width = len(char.encode("utf-8"))
+        char_at_byte[position:position + width] = index
+        position += width
+    char_at_byte[position] = len(text)
+    spans = [[int(char_at_byte[piece.begin]), int(char_at_byte[piece.end])] for piece in proto.pieces]
+    # Byte-fallback pieces before a character's last byte have empty spans: they share its span.
+    for index in range(len(spans) - 2, -1, -1):
+        if spans[index][0] == spans[index][1] and spans[index + 1][0] == spans[index][0]:
+            spans[index] = list(spans[index + 1])
+    for span in spans:  # "▁" pieces carry the whitespace before a word
+        while span[0] < span[1] and text[span[0]].isspace():
+            span[0] += 1
+    return [piece.id for piece in proto.pieces], [tuple(span) for span in spans]
+
+
+def _is_punctuation(char: str) -> bool:
+    """BERT's rule: ASCII symbols and Unicode punctuation."""
+    code = ord(char)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def punctuation_runs(text: str) -> list[tuple[int, int]]:
+    """Character spans of the words of `text`, split at whitespace, each punctuation character a word of its
+    own (as BERT's basic tokenizer splits text before WordPiece)."""
+    runs, start = [], None
+    for index, char in enumerate(text):
+        if char.isspace() or _is_punctuation(char):
+            if start is not None:
+                runs.append((start, index))
+                start = None
+            if not char.isspace():
+                runs.append((index, index + 1))
+        elif start is None:
+            start = index
+    if start is not None:
+        runs.append((start, len(text)))
+    return runs
 
 
 def train_sentencepiece(sentences: Iterable[str], vocab_size: int, model_type: str = "unigram",
@@ -152,6 +238,11 @@ class WordPieceTokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._tokenizer.decode([int(i) for i in ids])
+
+    def encode_with_offsets(self, texts: Sequence[str], split_punctuation: bool = False):
+        # BERT's basic tokenizer already splits punctuation off before WordPiece.
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [(encoding.ids, [tuple(span) for span in encoding.offsets]) for encoding in encodings]
 
 
 def load_tokenizer(path: str | pathlib.Path) -> Tokenizer:

@@ -1,0 +1,348 @@
+"""Named-entity tagging on CoNLL-2003 style files: a label for every word, from its first sub-token.
+
+    CoNLL file ─ sentences of (word, tag) (tags in IOB1 or IOB2, trained and predicted as IOB2)
+      ─ [CLS] sub-tokens of each word [SEP]; the label sits on each word's first sub-token, the others and
+        the specials weigh 0 in the loss ─ a label at every position ─ back to one tag per word
+    ─ entity-level precision, recall and F1 per type and overall (seqeval's default mode, as conlleval)
+
+Also the feature-based use of BERT (as ELMo): a frozen encoder's layers combined (`combine_layers`) and fed
+to a small trainable tagger (`FeatureTagger`); `benchmarks/feature_tagging.py` compares the combinations.
+Shape letters: N rows, B batch, L length, D hidden, C labels, S stacked layers.
+"""
+
+import dataclasses
+import pathlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from seqeval.metrics import classification_report
+
+from bertjax.data import rows, tokenizer
+from bertjax.heads import BertForTokenClassification
+from bertjax.model import BertConfig
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Sentence:
+    words: tuple[str, ...]
+    tags: tuple[str, ...]  # as in the file
+    line: int  # where it starts in the file (1-based), for messages
+
+
+def _check_tag(tag: str, path, line: int) -> None:
+    if tag != "O" and (len(tag) < 3 or tag[:2] not in ("B-", "I-")):
+        raise ValueError(f"{path}:{line}: tag {tag!r} is not O, B-TYPE or I-TYPE (IOB1 or IOB2 tags expected "
+                         "in the last column).")
+
+
+def read_conll(path: str | pathlib.Path) -> list[Sentence]:
+    """Sentences of a CoNLL file: one word per line, its tag in the last column (other columns, such as
+    CoNLL-2003's part of speech and chunk, are ignored), blank lines between sentences, -DOCSTART- lines
+    between documents. Every line must have the same number of columns."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CoNLL file {path} not found.")
+    sentences, words, tags, start, columns = [], [], [], 0, None
+
+    def close():
+        if words:
+            sentences.append(Sentence(tuple(words), tuple(tags), start))
+        words.clear()
+        tags.clear()
+
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            fields = line.split()
+            if not fields or fields[0] == "-DOCSTART-":
+                close()
+                continue
+            if columns is None:
+                columns = len(fields)
+                if columns < 2:
+                    raise ValueError(f"{path}:{number}: one column ({line.strip()!r}); expected a word and a tag.")
+            if len(fields) != columns:
+                raise ValueError(f"{path}:{number}: {len(fields)} columns where line(s) before had {columns}.")
+            _check_tag(fields[-1], path, number)
+            if not words:
+                start = number
+            words.append(fields[0])
+            tags.append(fields[-1])
+    close()
+    if not sentences:
+        raise ValueError(f"{path} holds no sentences.")
+    return sentences
+
+
+def to_iob2(tags) -> list[str]:
+    """IOB1 (or IOB2) tags -> IOB2: an entity's first word is B- (IOB1 uses B- only between two adjacent
+    entities of one type)."""
+    converted = []
+    for index, tag in enumerate(tags):
+        if tag.startswith("I-"):
+            previous = converted[index - 1] if index else "O"
+            if previous == "O" or previous[2:] != tag[2:]:
+                tag = "B-" + tag[2:]
+        converted.append(tag)
+    return converted
+
+
+def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    """Entity-level precision, recall and F1 overall (micro) and per type (`{TYPE}_f1`...), in [0, 1]; an
+    entity counts only if its type and both boundaries match. seqeval's default mode, like conlleval."""
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    overall = report.pop("micro avg")
+    metrics = {"precision": float(overall["precision"]), "recall": float(overall["recall"]),
+               "f1": float(overall["f1-score"])}
+    for entity_type, scores in report.items():
+        if "avg" not in entity_type:
+            metrics.update({f"{entity_type}_precision": float(scores["precision"]),
+                            f"{entity_type}_recall": float(scores["recall"]),
+                            f"{entity_type}_f1": float(scores["f1-score"])})
+    words = sum(len(tags) for tags in gold)
+    metrics["accuracy"] = sum(g == p for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)) / max(words, 1)
+    return metrics
+
+
+# --- features -----------------------------------------------------------------------------------------------
+def make_features(sentences: list[Sentence], tok: tokenizer.Tokenizer, labels: list[str], *,
+                  max_seq_length: int) -> dict[str, np.ndarray]:
+    """[CLS] sub-tokens [SEP] rows, the label on each word's first sub-token.
+
+    Keys: input_ids, segment_ids, attention_mask, label_ids (N, L), label_weights (N, L) 1 at each word's
+    first sub-token, word_positions (N, L) the position of word i's first sub-token at [:, i] (-1 past the
+    sentence, or for words cut off by `max_seq_length`). Every word gives at least one token.
+    """
+    label_index = {label: index for index, label in enumerate(labels)}
+    pieces = tok.encode_batch([word for sentence in sentences for word in sentence.words])
+    arrays = {name: np.zeros((len(sentences), max_seq_length), np.int32)
+              for name in ("input_ids", "segment_ids", "attention_mask", "label_ids")}
+    arrays["label_weights"] = np.zeros((len(sentences), max_seq_length), np.float32)
+    arrays["word_positions"] = np.full((len(sentences), max_seq_length), -1, np.int32)
+    cursor, truncated = 0, 0
+    for row, sentence in enumerate(sentences):
+        ids = [tok.cls_id]
+        for index, tag in enumerate(to_iob2(sentence.tags)):
+            word_pieces = pieces[cursor + index] or [tok.unk_id]
+            if len(ids) + len(word_pieces) > max_seq_length - 1:
+                truncated += 1
+                break
+            if tag not in label_index:
+                raise ValueError(f"Sentence at line {sentence.line}: tag {tag!r} is not among the training "
+                                 f"file's labels {labels}.")
+            if index < max_seq_length:
+                arrays["word_positions"][row, index] = len(ids)
+            arrays["label_ids"][row, len(ids)] = label_index[tag]
+            arrays["label_weights"][row, len(ids)] = 1.0
+            ids.extend(word_pieces)
+        cursor += len(sentence.words)
+        ids.append(tok.sep_id)
+        arrays["input_ids"][row, :len(ids)] = ids
+        arrays["attention_mask"][row, :len(ids)] = 1
+    if truncated:
+        logging.warning("%d of %d sentences are longer than max_seq_length=%d tokens; their last words are "
+                        "predicted O.", truncated, len(sentences), max_seq_length)
+    return arrays
+
+
+def word_tags(tag_ids: np.ndarray, features: dict[str, np.ndarray], sentences: list[Sentence],
+              labels: list[str]) -> list[list[str]]:
+    """(N, L) predicted label ids at every position -> one tag per word (its first sub-token's; O for a word
+    that did not fit)."""
+    predicted = []
+    for row, sentence in enumerate(sentences):
+        positions = features["word_positions"][row, :len(sentence.words)]
+        tags = [labels[tag_ids[row, position]] if position >= 0 else "O" for position in positions]
+        predicted.append(tags + ["O"] * (len(sentence.words) - len(tags)))
+    return predicted
+
+
+def token_loss(logits: jax.Array, batch, normalizers=None):
+    """Mean cross entropy over labelled positions (first sub-tokens of real examples); metric sums."""
+    weights = batch["label_weights"] * batch["example_weight"][:, None].astype(jnp.float32)  # B, L
+    normalizer = jnp.sum(weights) if normalizers is None else normalizers["tokens"]
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["label_ids"])
+    sums = {"tag_loss_sum": jnp.sum(losses * weights), "tag_weight": jnp.sum(weights),
+            "tag_correct_sum": jnp.sum((jnp.argmax(logits, -1) == batch["label_ids"]) * weights)}
+    return sums["tag_loss_sum"] / jnp.maximum(normalizer, 1e-8), sums
+
+
+# --- the task -----------------------------------------------------------------------------------------------
+class NerTask:
+    """CoNLL tagging for the train loop: `BertForTokenClassification` on `config.ner`'s files; the label set
+    is the training file's tags (as IOB2), O first."""
+
+    name = "ner"
+    metric = "f1"
+    fresh_parameters = ("classifier",)  # new at fine-tuning; the encoder comes from the checkpoint
+    eval_splits = ("validation",)
+    _MODEL_INPUTS = ("input_ids", "segment_ids", "attention_mask")
+    _ROW_KEYS = (*_MODEL_INPUTS, "label_ids", "label_weights")
+
+    def __init__(self, config):
+        self.model_config = BertConfig.from_config(config.model)
+        self.settings, self.max_seq_length = config.ner, config.data.max_seq_length
+        if not config.ner.train_file:
+            raise ValueError("config.ner.train_file is not set; it also fixes the label set.")
+        if not config.data.tokenizer:
+            raise ValueError("config.data.tokenizer is not set; pass --config.data.tokenizer=...")
+        if self.max_seq_length > self.model_config.max_position_embeddings:
+            raise ValueError(f"data.max_seq_length={self.max_seq_length} exceeds the model's "
+                             f"max_position_embeddings={self.model_config.max_position_embeddings}.")
+        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
+        if self.tokenizer.vocab_size > self.model_config.vocab_size:
+            raise ValueError(f"The tokenizer has {self.tokenizer.vocab_size} ids, the model's vocab_size is "
+                             f"{self.model_config.vocab_size}; use the tokenizer the checkpoint was trained with.")
+        tags = {tag for sentence in read_conll(config.ner.train_file) for tag in to_iob2(sentence.tags)}
+        self.labels = ["O", *sorted(tags - {"O"}, key=lambda tag: (tag[2:], tag[:2]))]
+        self.model = BertForTokenClassification(self.model_config, num_labels=len(self.labels))
+        self.identity = {"task": self.name, "head": "tokens", "num_labels": len(self.labels), "labels": self.labels,
+                         "tokenizer_fingerprint": self.tokenizer.fingerprint}
+        self._splits = {}
+
+    @property
+    def test_splits(self) -> tuple[str, ...]:
+        """The splits `--predict` writes: the test file's when there is one, else the validation file's."""
+        return ("test",) if self.settings.test_file else ("validation",)
+
+    def num_train_examples(self) -> int:
+        return len(self.split("train")[0])
+
+    def split(self, split: str) -> tuple[list[Sentence], dict[str, np.ndarray]]:
+        if split not in self._splits:
+            path = {"train": self.settings.train_file, "validation": self.settings.validation_file,
+                    "test": self.settings.test_file}.get(split)
+            if not path:
+                raise ValueError(f"No file for split {split!r}: set config.ner.{split}_file.")
+            sentences = read_conll(path)
+            try:
+                features = make_features(sentences, self.tokenizer, self.labels, max_seq_length=self.max_seq_length)
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
+            self._splits[split] = sentences, features
+        return self._splits[split]
+
+    # --- data -----------------------------------------------------------------------------------------------
+    def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
+                process_count: int = 1):
+        features = self.split(split)[1]
+        return rows.row_batches({name: features[name] for name in self._ROW_KEYS}, batch_size=batch_size,
+                                seed=seed, train=train, process_index=process_index, process_count=process_count)
+
+    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        shapes = {name: np.zeros((1, self.max_seq_length), np.int32) for name in self._ROW_KEYS}
+        shapes["label_weights"] = shapes["label_weights"].astype(np.float32)
+        return rows.empty_batch(shapes, batch_size)
+
+    @staticmethod
+    def real_tokens(batch) -> int:
+        return int(np.count_nonzero(batch["attention_mask"]))
+
+    # --- model ----------------------------------------------------------------------------------------------
+    def init_params(self, rng: jax.Array, batch, boxed: bool = False):
+        params = self.model.init(rng, *(batch[name] for name in self._MODEL_INPUTS))["params"]
+        return params if boxed else nn.meta.unbox(params)
+
+    def _logits(self, params, batch, rng=None):
+        return self.model.apply({"params": params}, *(batch[name] for name in self._MODEL_INPUTS),
+                                deterministic=rng is None, rngs={"dropout": rng} if rng is not None else {}).logits
+
+    def loss(self, params, batch, rng: jax.Array | None, normalizers=None):
+        return token_loss(self._logits(params, batch, rng), batch, normalizers)
+
+    @staticmethod
+    def normalizers(batch):
+        weights = jnp.asarray(batch["label_weights"]) * jnp.asarray(batch["example_weight"])[:, None]
+        return {"tokens": jnp.sum(weights.astype(jnp.float32))}
+
+    @staticmethod
+    def summarize(sums) -> dict[str, float]:
+        weight = max(float(sums["tag_weight"]), 1e-8)
+        return {"tag_loss": float(sums["tag_loss_sum"]) / weight,
+                "tag_accuracy": float(sums["tag_correct_sum"]) / weight}
+
+    def predict(self, params, batch) -> dict[str, jax.Array]:
+        return {"tags": jnp.argmax(self._logits(params, batch), -1).astype(jnp.int32)}  # B, L
+
+    # --- evaluation -----------------------------------------------------------------------------------------
+    def _word_tags(self, predictions, split):
+        sentences, features = self.split(split)
+        if len(predictions["tags"]) != len(sentences):
+            raise ValueError(f"{len(predictions['tags'])} rows of predictions for the {len(sentences)} sentences "
+                             f"of split {split!r}.")
+        return sentences, word_tags(np.asarray(predictions["tags"]), features, sentences, self.labels)
+
+    def evaluate(self, predictions: dict[str, np.ndarray], split: str) -> dict[str, float]:
+        sentences, predicted = self._word_tags(predictions, split)
+        return entity_metrics([list(sentence.tags) for sentence in sentences], predicted)
+
+    def write_predictions(self, predictions, split: str, directory) -> list[pathlib.Path]:
+        """`SPLIT.conll` (validation.conll, test.conll): `word gold predicted` per line (gold as in the file,
+        predictions in IOB2), a blank line after each sentence: the input conlleval reads."""
+        directory = pathlib.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        sentences, predicted = self._word_tags(predictions, split)
+        text = "".join("".join(f"{word} {gold} {tag}\n" for word, gold, tag in zip(sentence.words, sentence.tags, tags))
+                       + "\n" for sentence, tags in zip(sentences, predicted))
+        path = directory / f"{split}.conll"
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+        return [path]
+
+
+# --- feature-based tagging ----------------------------------------------------------------------------------
+LAYER_COMBINATIONS = ("embeddings", "first", "last", "second_to_last", "sum_last_four", "concat_last_four",
+                      "weighted_sum")
+
+
+def combine_layers(hidden_states: jax.Array, how: str, layer_weights: jax.Array | None = None) -> jax.Array:
+    """(S, B, L, D) stacked hidden states (the embeddings output, then each layer's) -> (B, L, D) or, for
+    "concat_last_four", (B, L, 4D). "first" is the first Transformer layer (the BERT paper's "first layer");
+    "weighted_sum" needs (S,) `layer_weights` (softmax-normalised here)."""
+    if how not in LAYER_COMBINATIONS:
+        raise ValueError(f"Layer combination {how!r}: choose one of {LAYER_COMBINATIONS}.")
+    if how != "embeddings" and how != "weighted_sum" and hidden_states.shape[0] < (5 if "four" in how else 3):
+        raise ValueError(f"{how!r} needs more layers than the encoder's {hidden_states.shape[0] - 1}.")
+    if how == "embeddings":
+        return hidden_states[0]
+    if how == "first":
+        return hidden_states[1]
+    if how == "last":
+        return hidden_states[-1]
+    if how == "second_to_last":
+        return hidden_states[-2]
+    if how == "sum_last_four":
+        return jnp.sum(hidden_states[-4:], axis=0)
+    if how == "concat_last_four":
+        return jnp.concatenate(list(hidden_states[-4:]), axis=-1)
+    if layer_weights is None:
+        raise ValueError("'weighted_sum' needs layer_weights.")
+    return jnp.einsum("s,sbld->bld", jax.nn.softmax(layer_weights), hidden_states)
+
+
+class FeatureTagger(nn.Module):
+    """A small tagger over a frozen encoder's features: the chosen layer combination, a bidirectional LSTM,
+    and a linear classifier (the BERT paper used two BiLSTM layers of 768 units)."""
+
+    num_labels: int
+    how: str
+    hidden_size: int = 64
+
+    @nn.compact
+    def __call__(self, hidden_states: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        """(S, B, L, D) hidden states and (B, L) mask -> (B, L, C) logits."""
+        weights = None
+        if self.how == "weighted_sum":
+            weights = self.param("layer_weights", nn.initializers.zeros, (hidden_states.shape[0],))
+        features = combine_layers(hidden_states, self.how, weights)
+        if self.how == "weighted_sum":  # ELMo's scale on the mix
+            features = features * self.param("scale", nn.initializers.ones, ())
+        lengths = jnp.sum(attention_mask > 0, axis=-1)
+        recurrent = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(self.hidden_size)),
+                                     nn.RNN(nn.OptimizedLSTMCell(self.hidden_size)))
+        return nn.Dense(self.num_labels)(recurrent(features, seq_lengths=lengths))  # B, L, C

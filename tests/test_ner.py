@@ -1,0 +1,182 @@
+"""CoNLL tagging: reading IOB1 and IOB2, entity-level metrics by hand, first-sub-token labels, the
+feature-based tagger's layer combinations, and a tiny fine-tuning run end to end."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bertjax import finetune
+from bertjax.tasks import ner
+from configs import ner as ner_config
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+def test_reading_iob1_and_iob2_gives_the_same_entities():
+    iob1, iob2 = ner.read_conll(FIXTURES / "conll-train.iob1"), ner.read_conll(FIXTURES / "conll-train.iob2")
+    assert len(iob1) == len(iob2) == 60  # -DOCSTART- lines and blank lines only separate
+    assert [s.words for s in iob1] == [s.words for s in iob2]
+    assert any(s.tags != t.tags for s, t in zip(iob1, iob2))
+    assert all(ner.to_iob2(s.tags) == list(t.tags) for s, t in zip(iob1, iob2))
+    assert all(tag.startswith(("B-", "O")) for s in iob1 for tag in ner.to_iob2(s.tags)[:1])
+
+
+def test_to_iob2_by_hand():
+    # IOB1: B- only where an entity directly follows one of the same type.
+    assert ner.to_iob2(["I-PER", "I-PER", "B-PER", "O", "I-LOC", "I-ORG", "I-ORG"]) == \
+        ["B-PER", "I-PER", "B-PER", "O", "B-LOC", "B-ORG", "I-ORG"]
+    assert ner.to_iob2(["B-PER", "I-PER", "O"]) == ["B-PER", "I-PER", "O"]
+
+
+def test_conll_errors_name_the_file_and_line(tmp_path):
+    path = tmp_path / "bad.conll"
+    path.write_text("-DOCSTART- -X- O\n\nEU NNP B-ORG\nrejects VBZ\n")
+    with pytest.raises(ValueError, match=r"bad.conll:4: 2 columns where line\(s\) before had 3"):
+        ner.read_conll(path)
+    path.write_text("EU B-ORG\nrejects X-VERB\n")
+    with pytest.raises(ValueError, match=r"bad.conll:2: tag 'X-VERB' is not O, B-TYPE or I-TYPE"):
+        ner.read_conll(path)
+    path.write_text("\n-DOCSTART- O\n\n")
+    with pytest.raises(ValueError, match="holds no sentences"):
+        ner.read_conll(path)
+
+
+# --- metrics ------------------------------------------------------------------------------------------------
+def test_entity_metrics_by_hand():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "B-MISC", "I-MISC"]]
+    predicted = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "I-ORG", "B-MISC", "I-MISC"]]
+    metrics = ner.entity_metrics(gold, predicted)
+    # Gold: PER(0-1) LOC(3) ORG(0) MISC(2-3); predicted: PER(0-1) ORG(3) ORG(0-1) MISC(2-3).
+    # Right: PER and MISC (ORG 0-1 has the wrong end): P = 2/4, R = 2/4, F1 = 1/2.
+    assert metrics["precision"] == pytest.approx(0.5) and metrics["recall"] == pytest.approx(0.5)
+    assert metrics["f1"] == pytest.approx(0.5)
+    assert metrics["PER_f1"] == 1.0 and metrics["MISC_f1"] == 1.0
+    assert metrics["LOC_recall"] == 0.0 and metrics["LOC_precision"] == 0.0  # nothing predicted: 0, no warning
+    assert metrics["ORG_precision"] == 0.0 and metrics["ORG_recall"] == 0.0
+    assert metrics["accuracy"] == pytest.approx(6 / 8)
+    # Three of four entities found, one spurious: P = 3/4, R = 3/4.
+    metrics = ner.entity_metrics([["B-PER", "O", "B-LOC", "I-LOC", "O", "B-ORG", "B-ORG"]],
+                                 [["B-PER", "O", "B-LOC", "I-LOC", "B-PER", "B-ORG", "O"]])
+    assert metrics["precision"] == pytest.approx(3 / 4) and metrics["recall"] == pytest.approx(3 / 4)
+    assert metrics["f1"] == pytest.approx(3 / 4)
+    assert metrics["PER_precision"] == pytest.approx(1 / 2) and metrics["ORG_recall"] == pytest.approx(1 / 2)
+
+
+def test_iob1_gold_scores_as_its_iob2_form():
+    sentences = ner.read_conll(FIXTURES / "conll-dev.iob1")
+    gold = [list(s.tags) for s in sentences]
+    assert ner.entity_metrics(gold, [ner.to_iob2(tags) for tags in gold])["f1"] == 1.0
+    # Adjacent entities of one type (B- in IOB1) stay two entities: merging them costs precision and recall.
+    merged = ner.entity_metrics([["I-PER", "I-PER", "B-PER", "I-PER"]], [["B-PER", "I-PER", "I-PER", "I-PER"]])
+    assert merged["f1"] == 0.0
+
+
+# --- features -----------------------------------------------------------------------------------------------
+def test_labels_sit_on_first_sub_tokens_and_map_back_to_words(sp_tokenizer):
+    sentences = ner.read_conll(FIXTURES / "conll-train.iob1")
+    labels = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    features = ner.make_features(sentences, sp_tokenizer, labels, max_seq_length=64)
+    multi_piece_words = 0
+    for row, sentence in enumerate(sentences):
+        positions = features["word_positions"][row, :len(sentence.words)]
+        assert np.all(positions > 0) and np.all(np.diff(positions) > 0)
+        assert np.flatnonzero(features["label_weights"][row]).tolist() == positions.tolist()
+        for word, position, next_position in zip(sentence.words, positions, [*positions[1:], None]):
+            pieces = sp_tokenizer.encode(word)
+            end = next_position if next_position is not None else position + len(pieces)
+            assert features["input_ids"][row, position:end].tolist() == pieces
+            multi_piece_words += len(pieces) > 1
+        assert features["input_ids"][row, 0] == sp_tokenizer.cls_id
+        assert features["input_ids"][row, int(features["attention_mask"][row].sum()) - 1] == sp_tokenizer.sep_id
+        assert [labels[i] for i in features["label_ids"][row, positions]] == ner.to_iob2(sentence.tags)
+    assert multi_piece_words > 20
+    # The gold labels at every position, read back per word, are the sentence's IOB2 tags.
+    assert ner.word_tags(features["label_ids"], features, sentences, labels) == \
+        [ner.to_iob2(s.tags) for s in sentences]
+
+
+def test_a_tag_unseen_in_training_is_an_error(sp_tokenizer):
+    sentence = ner.Sentence(("Ana", "sang"), ("B-PER", "B-SONG"), 7)
+    with pytest.raises(ValueError, match=r"line 7: tag 'B-SONG' is not among the training file's labels"):
+        ner.make_features([sentence], sp_tokenizer, ["O", "B-PER", "I-PER"], max_seq_length=16)
+
+
+def test_words_past_max_seq_length_are_predicted_o(sp_tokenizer):
+    sentence = ner.Sentence(("Ana", "Souza", "visited", "Kraków", "today"), ("B-PER", "I-PER", "O", "B-LOC", "O"), 1)
+    features = ner.make_features([sentence], sp_tokenizer, ["O", "B-LOC", "B-PER", "I-PER"], max_seq_length=6)
+    kept = int(np.sum(features["label_weights"]))
+    assert 0 < kept < 5 and features["attention_mask"][0].sum() <= 6
+    tags = ner.word_tags(np.full((1, 6), 2), features, [sentence], ["O", "B-LOC", "B-PER", "I-PER"])[0]
+    assert tags == ["B-PER"] * kept + ["O"] * (5 - kept)
+
+
+# --- feature-based tagging ----------------------------------------------------------------------------------
+def test_layer_combinations():
+    hidden = jax.random.normal(jax.random.PRNGKey(0), (7, 2, 3, 4))  # embeddings + 6 layers
+    np.testing.assert_allclose(ner.combine_layers(hidden, "first"), hidden[1])
+    np.testing.assert_allclose(ner.combine_layers(hidden, "last"), hidden[6])
+    np.testing.assert_allclose(ner.combine_layers(hidden, "second_to_last"), hidden[5])
+    np.testing.assert_allclose(ner.combine_layers(hidden, "sum_last_four"),
+                               hidden[3] + hidden[4] + hidden[5] + hidden[6], rtol=1e-6)
+    concat = ner.combine_layers(hidden, "concat_last_four")
+    assert concat.shape == (2, 3, 16)
+    np.testing.assert_allclose(concat[..., 4:8], hidden[4])
+    np.testing.assert_allclose(ner.combine_layers(hidden, "weighted_sum", jnp.zeros(7)), hidden.mean(0), rtol=1e-5)
+    with pytest.raises(ValueError, match="needs more layers"):
+        ner.combine_layers(hidden[:3], "sum_last_four")
+
+
+def test_feature_tagger_shapes_and_padding():
+    hidden = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 5, 8))
+    mask = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    tagger = ner.FeatureTagger(num_labels=4, how="weighted_sum", hidden_size=6)
+    params = tagger.init(jax.random.PRNGKey(1), hidden, mask)["params"]
+    assert params["layer_weights"].shape == (3,)
+    apply = jax.jit(tagger.apply)
+    logits = apply({"params": params}, hidden, mask)
+    assert logits.shape == (2, 5, 4)
+    # The backward LSTM starts at each row's last real token: padding does not change real positions' logits.
+    padded = hidden.at[:, 0, 3:].set(100.0)
+    np.testing.assert_allclose(apply({"params": params}, padded, mask)[0, :3], logits[0, :3], atol=1e-5)
+
+
+# --- the task end to end ------------------------------------------------------------------------------------
+def tiny_config(sp_tokenizer_path, scheme):
+    config = ner_config.get_config()
+    config.model.update(variant="tiny", vocab_size=4000, max_position_embeddings=48, hidden_dropout=0.0,
+                        attention_dropout=0.0)
+    config.data.update(tokenizer=str(sp_tokenizer_path), max_seq_length=48)
+    config.ner.update(train_file=str(FIXTURES / f"conll-train.{scheme}"),
+                      validation_file=str(FIXTURES / f"conll-dev.{scheme}"))
+    config.optim.update(learning_rate=5e-3, warmup_fraction=0.1)
+    config.finetune.num_epochs = 0.0  # train.num_steps
+    config.train.update(num_steps=80, global_batch_size=16, eval_batch_size=16, log_every=20, checkpoint_every=0)
+    return config
+
+
+def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
+    """tools/finetune.py's run on IOB1 files, from a random tiny encoder: metrics and a CoNLL predictions file."""
+    config = tiny_config(sp_tokenizer_path, "iob1")
+    results = finetune.run(config, tmp_path / "run", predict=True)
+    task = finetune.make_task(config)
+    assert task.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    metrics = results["best"]["metrics"]
+    assert {"PER_f1", "LOC_f1", "ORG_f1", "MISC_f1", "precision", "recall", "f1"} <= set(metrics)
+    # The templates are easy: 80 steps from random weights tag most entities of unseen sentences.
+    assert metrics["f1"] > 0.6, metrics
+    path = tmp_path / "run" / "predictions" / "validation.conll"
+    assert results["predictions"] == [str(path)]
+    blocks = path.read_text(encoding="utf-8").strip("\n").split("\n\n")
+    sentences = ner.read_conll(FIXTURES / "conll-dev.iob1")
+    assert len(blocks) == len(sentences)
+    gold, predicted = [], []
+    for block, sentence in zip(blocks, sentences):
+        columns = [line.split() for line in block.split("\n")]
+        assert [c[0] for c in columns] == list(sentence.words) and [c[1] for c in columns] == list(sentence.tags)
+        gold.append([c[1] for c in columns])
+        predicted.append([c[2] for c in columns])
+    assert ner.entity_metrics(gold, predicted)["f1"] == pytest.approx(metrics["f1"])  # the file scores the same
