@@ -259,7 +259,9 @@ class SavedRun:
 
     @property
     def head(self) -> str:
-        return self.record.get("head", "pretraining")  # runs from before fine-tuning are pretraining runs
+        """The run's head as `convert.HEADS` names it (a record without one is a pretraining run's)."""
+        head = self.record.get("head", "pretraining")
+        return {"span": "question_answering", "tokens": "token_classification"}.get(head, head)  # SQuAD, NER
 
 
 def open_run(path: str | pathlib.Path) -> SavedRun:

@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-# Named combinations; `hidden_states[0]` is the embeddings output, `hidden_states[i]` layer i's output.
-COMBINATIONS = ("first", "last", "second_to_last", "sum_last_four", "concat_last_four", "mean_all")
+# Named combinations; `hidden_states[0]` is the embeddings output, `hidden_states[i]` layer i's output. The
+# names mean what `bertjax.tasks.ner`'s feature-based tagger means by them.
+COMBINATIONS = ("embeddings", "first", "last", "second_to_last", "sum_last_four", "concat_last_four", "mean_all")
 POOLINGS = ("cls", "mean")
 
 
@@ -34,20 +35,22 @@ def combine_layers(hidden_states: Sequence[jax.Array], how: str | Sequence[int])
     """(N + 1) x (B, L, D) hidden states -> (B, L, D') features.
 
     `how` is one of `COMBINATIONS` or a list of layer indices into `hidden_states` (0 = embeddings, negative
-    counts from the end), whose outputs are concatenated in that order. "first" is the embeddings output
-    (the paper's "first layer" is layer 1: ask for `[1]`); "mean_all" averages the transformer layers and
-    leaves out the embeddings. "*_last_four" counts the embeddings output as a hidden state in a model of three
-    layers. D' is D, except 4D for "concat_last_four" and len(how) x D for a list.
+    counts from the end), whose outputs are concatenated in that order. "first" is the first Transformer layer
+    (the BERT paper's "first layer"), "embeddings" the embeddings output; "*_last_four" and "mean_all" take
+    Transformer layers only. D' is D, except 4D for "concat_last_four" and len(how) x D for a list.
     """
     count = len(hidden_states)
     if isinstance(how, str):
         if how not in COMBINATIONS:
             raise ValueError(f"Layer combination {how!r} is not one of {COMBINATIONS} (or a list of layer indices).")
-        if how.endswith("_last_four") and count < 4:
-            raise ValueError(f"Layer combination {how!r} needs four hidden states; this model has {count} "
-                             f"(embeddings + {count - 1} layers). Name the layers instead, e.g. -1,-2.")
-        if how == "first":
+        needed = {"sum_last_four": 4, "concat_last_four": 4, "second_to_last": 2}.get(how, 1)
+        if count - 1 < needed:
+            raise ValueError(f"Layer combination {how!r} needs {needed} Transformer layers; this model has "
+                             f"{count - 1}. Name the layers instead, e.g. -1,-2.")
+        if how == "embeddings":
             return hidden_states[0]
+        if how == "first":
+            return hidden_states[1]
         if how == "last":
             return hidden_states[-1]
         if how == "second_to_last":

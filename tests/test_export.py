@@ -74,7 +74,8 @@ def _bertjax_run(folder, head, vocab_path, num_labels=None, labels=None, **model
                  "max_position_embeddings", *model_overrides):
         config.model[name] = getattr(model_config, name)
     config.data.tokenizer = str(vocab_path)
-    record = {"step": 7, "task": head, "tokenizer_fingerprint": tokenizer.fingerprint, "head": head}
+    recorded = {"question_answering": "span", "token_classification": "tokens"}.get(head, head)  # as SQuAD, NER
+    record = {"step": 7, "task": head, "tokenizer_fingerprint": tokenizer.fingerprint, "head": recorded}
     if num_labels:
         record |= {"num_labels": num_labels, "labels": labels}
     checkpoint.save_params(folder, params, config.to_dict(), record, step=7)

@@ -28,7 +28,7 @@ def _hidden_states(count=5, shape=(2, 3, 4)):
 def test_named_combinations_by_hand():
     hidden = _hidden_states()
     expected = {
-        "first": hidden[0], "last": hidden[4], "second_to_last": hidden[3],
+        "embeddings": hidden[0], "first": hidden[1], "last": hidden[4], "second_to_last": hidden[3],
         "sum_last_four": hidden[1] + hidden[2] + hidden[3] + hidden[4],
         "concat_last_four": np.concatenate(hidden[1:], axis=-1),
         "mean_all": (hidden[1] + hidden[2] + hidden[3] + hidden[4]) / 4,
@@ -51,7 +51,7 @@ def test_bad_layer_choices_are_named():
     hidden = _hidden_states(count=3)
     with pytest.raises(ValueError, match=r"Layer indices \[3, -4\] are out of range"):
         features.combine_layers(hidden, [3, -4, 1])
-    with pytest.raises(ValueError, match="needs four hidden states"):
+    with pytest.raises(ValueError, match="'sum_last_four' needs 4 Transformer layers; this model has 2"):
         features.combine_layers(hidden, "sum_last_four")
     with pytest.raises(ValueError, match="'best' is not one of"):
         features.combine_layers(hidden, "best")
@@ -84,7 +84,7 @@ def _wordpiece(folder):
     return tokenizer.load_tokenizer(path)
 
 
-def _tiny_encoder(vocab_size, num_layers=3):
+def _tiny_encoder(vocab_size, num_layers=4):
     config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_layers=num_layers, num_heads=2,
                         intermediate_size=24, max_position_embeddings=16)
     rng = np.random.default_rng(0)
@@ -117,7 +117,7 @@ def test_feature_files_read_back_as_a_direct_forward_pass(tmp_path, layers, pool
                              max_seq_length=16, batch_size=4)
     index = writer.close()
     assert count == index["examples"] == len(texts) and len(index["shards"]) > 2
-    assert index["dim"] == (16 if layers == "sum_last_four" else 32)
+    assert index["dim"] == (16 if layers == "sum_last_four" else 32)  # hidden 16
 
     read = list(features.read_features(tmp_path / "out"))
     assert [example for example, *_ in read] == list(range(len(texts)))

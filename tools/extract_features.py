@@ -1,12 +1,13 @@
 """Extract BERT features: run a checkpoint's encoder over texts and write per-token and per-sequence features.
 
-    python tools/extract_features.py --checkpoint runs/demo/pretrain --input text:sentences.txt \
+    python tools/extract_features.py --checkpoint runs/demo/pretrain --input text:sentences.txt \\
         --output features/ --layers sum_last_four --pooling mean
 
---input is text:FILES (one example per line) or tfds:NAME:SPLIT:FIELD[:DATA_DIR]. --layers is first, last,
-second_to_last, sum_last_four, concat_last_four, mean_all, or layer indices (0 = embeddings, -1 = last;
-"-1,-2,-3,-4" concatenates those). The output holds safetensors shards (per-token features of the text
-tokens, pooled features, token ids and offsets) and index.json; bertjax.features.read_features reads them.
+--input is text:FILES (one example per line) or tfds:NAME:SPLIT:FIELD[:DATA_DIR]. --layers is embeddings,
+first (the first Transformer layer), last, second_to_last, sum_last_four, concat_last_four, mean_all, or layer
+indices (0 = embeddings, -1 = last; "-1,-2,-3,-4" concatenates those). The output holds safetensors shards
+(per-token features of the text tokens, pooled features, token ids and offsets) and index.json;
+bertjax.features.read_features reads them.
 Memory holds one shard (--tokens_per_shard) and one batch, whatever the length of the input.
 """
 
