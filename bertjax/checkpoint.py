@@ -2,61 +2,190 @@
 
 A checkpoint holds the train state (parameters, optimizer state, step, dropout key), the data iterator's
 state and a small JSON record, under `WORKDIR/checkpoints/STEP/`. orbax writes each checkpoint into a
-temporary directory and renames it when complete, so a run killed mid-save leaves the previous one intact.
-Saves are asynchronous: training goes on while the files are written.
+temporary directory (`STEP.orbax-checkpoint-tmp-*`) and renames it when complete, so a run killed mid-save
+leaves the previous one intact; the next run deletes such leftovers. Saves are asynchronous: training goes
+on while the files are written.
 
-Resume precedence (`restore_or_init`): the work directory's latest checkpoint (everything: exact resume),
-else `init_checkpoint` (parameters only: continued pretraining or fine-tuning), else fresh initialisation.
+The record carries a digest of the state's bits (`state_digest`), so a checkpoint whose files were damaged
+after the rename is caught on restore, as is one that orbax cannot read at all: the run then warns, moves it
+to `WORKDIR/corrupt_checkpoints/` and resumes from the newest good one.
+
+Resume precedence (`restore_or_init`): the work directory's latest good checkpoint (everything: exact
+resume), else `init_checkpoint` (parameters only: continued pretraining or fine-tuning), else fresh
+initialisation.
 """
 
 import contextlib
 import dataclasses
 import json
 import pathlib
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import traverse_util
+from jax.experimental import multihost_utils
 
 from bertjax import convert
+from bertjax.faults import CheckpointWriteError
 from bertjax.model import BertConfig
+
+
+def _leaf_bits(leaf: jax.Array) -> jax.Array:
+    """The raw bits of every element as uint32 (floats of 2 or 4 bytes, integers, booleans)."""
+    if leaf.dtype == jnp.bool_:
+        return leaf.astype(jnp.uint32)
+    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[leaf.dtype.itemsize]
+    return jax.lax.bitcast_convert_type(leaf, unsigned).astype(jnp.uint32)
+
+
+@jax.jit
+def _digest(tree) -> jax.Array:
+    """A position-weighted sum of every leaf's bits, modulo 2**32: integer arithmetic, so the same on any
+    device layout, and any changed bit changes it."""
+    total = jnp.zeros((), jnp.uint32)
+    for index, leaf in enumerate(jax.tree.leaves(tree)):
+        bits = _leaf_bits(jnp.asarray(leaf))
+        positions = jnp.arange(bits.size, dtype=jnp.uint32).reshape(bits.shape) * 2 + 1
+        total = total * jnp.uint32(1_000_003) + jnp.sum(bits * positions, dtype=jnp.uint32) + jnp.uint32(index)
+    return total
+
+
+def state_digest(state: Any) -> int:
+    return int(jax.device_get(_digest(state)))
+
+
+class _ShapeMismatch(ValueError):
+    """A readable checkpoint of another model: a config error, not damage, so no fallback."""
 
 
 class Checkpointer:
     def __init__(self, workdir: str | pathlib.Path, *, keep: int):
         self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
         self._manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-            item_names=("state", "data_iterator", "record"))
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True),
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "data_iterator": grain.checkpoint.CheckpointHandler(),
+                           "record": ocp.JsonCheckpointHandler()})
+        self._writing: int | None = None
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def reached_preemption(self, step: int) -> bool:
+        """True on every process at the same step once any received a preemption notice (multi-process)."""
+        return self._manager.reached_preemption(step)
+
     def save(self, step: int, state: Any, data_iterator, record: dict) -> None:
-        """Start writing a checkpoint of `step` in the background (the caller decides when one is due)."""
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data_iterator=grain.checkpoint.CheckpointSave(data_iterator),
-            record=ocp.args.JsonSave(record)), force=True)
+        """Start writing a checkpoint of `step` in the background (the caller decides when one is due). A
+        failure of this or the previous background write raises `CheckpointWriteError`."""
+        record = {**record, "state_digest": state_digest(state)}
+        try:
+            self._manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data_iterator=grain.checkpoint.CheckpointSave(data_iterator),
+                record=ocp.args.JsonSave(record)), force=True)
+        except Exception as error:  # noqa: BLE001 - any I/O failure inside orbax, reported with what to do
+            self._write_failed(self._writing if self._writing is not None else step, error)
+        self._writing = step
+
+    def wait(self) -> None:
+        """Block until the background write is done; raise `CheckpointWriteError` if it failed."""
+        try:
+            self._manager.wait_until_finished()
+            self._manager.check_for_errors()
+        except Exception as error:  # noqa: BLE001
+            self._write_failed(self._writing, error)
+        self._writing = None
+
+    def _write_failed(self, step: int | None, error: Exception):
+        self._writing = None
+        self._manager.reload()
+        good = [found for found in self._manager.all_steps() if found != step]
+        kept = (f"the previous checkpoint {self.directory / str(max(good))} is intact" if good
+                else "no earlier checkpoint exists")
+        raise CheckpointWriteError(
+            f"Writing checkpoint {step} in {self.directory} failed ({type(error).__name__}: {error}); {kept}. Free "
+            "disk space or fix the directory, then run the same command to resume.") from error
+
+    def close(self) -> None:
+        try:
+            self._manager.close()
+        except Exception as error:  # noqa: BLE001 - a failed write was reported already; closing must not mask it
+            logging.warning("Closing the checkpoint manager: %s", error)
 
     def restore(self, step: int, abstract_state: Any, data_iterator) -> tuple[Any, dict]:
-        """The state at `step` onto `abstract_state`'s shapes and shardings; sets the iterator's position."""
+        """The state at `step` onto `abstract_state`'s shapes and shardings; sets the iterator's position.
+        Raises `_ShapeMismatch` for a checkpoint of another model, anything else for a damaged one."""
+        self._check_shapes(step, abstract_state.params)
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             data_iterator=grain.checkpoint.CheckpointRestore(data_iterator),
             record=ocp.args.JsonRestore()))
+        expected = restored.record.get("state_digest")
+        if expected is not None and state_digest(restored.state) != expected:
+            raise ValueError(f"the restored state's digest {state_digest(restored.state)} differs from the "
+                             f"recorded {expected}: its files were changed after they were written")
         return restored.state, restored.record
 
-    def wait(self) -> None:
-        self._manager.wait_until_finished()
+    def _check_shapes(self, step: int, abstract_params: Any) -> None:
+        metadata = self._manager.item_metadata(step).state
+        stored = traverse_util.flatten_dict(metadata.tree["params"], sep="/")
+        wanted = traverse_util.flatten_dict(abstract_params, sep="/")
+        problems = [f"{name}: checkpoint {tuple(stored[name].shape)}, config {tuple(want.shape)}"
+                    for name, want in sorted(wanted.items())
+                    if name in stored and tuple(stored[name].shape) != tuple(want.shape)]
+        problems += [f"{name}: not in the checkpoint" for name in wanted if name not in stored]
+        problems += [f"{name}: not in this model" for name in stored if name not in wanted]
+        if problems:
+            raise _ShapeMismatch(
+                f"{self.directory / str(step)} holds a model of other shapes than the config describes ("
+                + "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+                + "). Use another --workdir, or the model config of the run that wrote it.")
 
-    def close(self) -> None:
-        self._manager.close()
+    def restore_latest(self, abstract_state: Any, data_iterator) -> tuple[Any, dict, int] | None:
+        """(state, record, step) of the newest checkpoint that restores intact, or None if there is none.
+        Damaged newer ones are reported and moved to `WORKDIR/corrupt_checkpoints/`; if every checkpoint is
+        damaged, nothing is moved and the run stops (starting afresh silently would discard the run)."""
+        damaged = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                state, record = self.restore(step, abstract_state, data_iterator)
+            except _ShapeMismatch as error:
+                raise ValueError(str(error)) from None
+            except Exception as error:  # noqa: BLE001 - any failure to read it back is damage
+                logging.warning("Checkpoint %s is damaged: %s: %s", self.directory / str(step),
+                                type(error).__name__, error)
+                damaged.append((step, f"{type(error).__name__}: {str(error)[:300]}"))
+                continue
+            for bad_step, reason in damaged:
+                moved = self._quarantine(bad_step)
+                logging.warning("Checkpoint %d could not be restored (%s); moved to %s. Resuming from step %d.",
+                                bad_step, reason, moved, step)
+            if damaged:
+                self._manager.reload()
+            return state, record, step
+        if damaged:
+            raise ValueError(f"No checkpoint in {self.directory} restores: " + "; ".join(
+                f"{step}: {reason}" for step, reason in damaged) + ". Move them away to start afresh, or restore "
+                "the directory from a backup.")
+        return None
+
+    def _quarantine(self, step: int) -> pathlib.Path:
+        target = self.directory.parent / "corrupt_checkpoints" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if jax.process_index() == 0:
+            target.parent.mkdir(exist_ok=True)
+            (self.directory / str(step)).rename(target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"bertjax quarantine {step}")
+        return target
 
 
 class BestCheckpoint:
@@ -195,13 +324,14 @@ def load_partial_params(path: str | pathlib.Path, abstract_params: Any, fresh: S
 def restore_or_init(checkpointer: Checkpointer, abstract_state: Any, init_state: Callable[[], Any],
                     data_iterator, init_checkpoint: str | None, with_params: Callable[[Any, Any], Any],
                     identity: dict | None = None, fresh: Sequence[str] = ()):
-    """(state, how): resume from the work directory, else start from `init_checkpoint`'s parameters, else
-    fresh. `with_params(state, params)` puts loaded parameters into a fresh state; `fresh` names the top-level
-    modules (new heads) that may be initialised anew when the checkpoint lacks them. A checkpoint whose record
-    disagrees with `identity` (say, another tokenizer's fingerprint) is refused."""
-    step = checkpointer.latest_step()
-    if step is not None:
-        state, record = checkpointer.restore(step, abstract_state, data_iterator)
+    """(state, how): resume from the work directory's newest good checkpoint, else start from
+    `init_checkpoint`'s parameters, else fresh. `with_params(state, params)` puts loaded parameters into a fresh
+    state; `fresh` names the top-level modules (new heads) that may be initialised anew when the checkpoint
+    lacks them. A checkpoint whose record disagrees with `identity` (say, another tokenizer's fingerprint) is
+    refused."""
+    restored = checkpointer.restore_latest(abstract_state, data_iterator)
+    if restored is not None:
+        state, record, step = restored
         for key, value in (identity or {}).items():
             if key in record and record[key] != value:
                 raise ValueError(f"{checkpointer.directory / str(step)} was written with {key}={record[key]!r}, this "

@@ -1,6 +1,7 @@
 """What every `tools/` program shares: absl's `app.run`, with bad flags, config files, config overrides and
 bad input (missing files, malformed data, mismatched settings) reported as one message that names the flag,
-file or key, instead of a traceback. `--traceback` shows the traceback of such an error as well."""
+file or key, instead of a traceback. `--traceback` shows the traceback of such an error as well. A run stopped
+by a signal (after writing its checkpoint) exits with `faults.PREEMPTED_EXIT_CODE` (75)."""
 
 import pathlib
 import resource
@@ -8,6 +9,8 @@ import sys
 from collections.abc import Callable
 
 from absl import app, flags, logging
+
+from bertjax import faults
 
 
 def _message(error: BaseException) -> str:
@@ -36,8 +39,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full traceback of an input or config error.")
 
-# The errors bertjax raises for input a user can fix; anything else keeps its traceback.
-USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ValueError)
+# The errors bertjax raises for input a user can fix, and faults it detected and explains; anything else keeps
+# its traceback.
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ValueError, faults.TrainingFault)
 
 
 def run(main: Callable[[list[str]], None]) -> None:
@@ -46,6 +50,9 @@ def run(main: Callable[[list[str]], None]) -> None:
             logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
+        except faults.Preempted as stop:  # a checkpoint is written: the same command resumes
+            print(f"{argv[0]}: {stop}", file=sys.stderr)
+            sys.exit(faults.PREEMPTED_EXIT_CODE)
         except USER_ERRORS as error:
             if _TRACEBACK.value:
                 raise

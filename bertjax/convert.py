@@ -13,6 +13,7 @@ mis-shaped tensor named.
 
 import dataclasses
 import json
+import math
 import pathlib
 import re
 from typing import Any
@@ -234,9 +235,56 @@ def params_from_hf(tensors: dict[str, np.ndarray], config: BertConfig, source: s
     return traverse_util.unflatten_dict(params), absent_parts
 
 
+# safetensors dtype names -> bytes per element.
+_SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
+                       "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+_MAX_HEADER_BYTES = 100 * 2**20  # the safetensors format's own limit
+
+
+def check_safetensors_header(path: str | pathlib.Path) -> dict[str, Any]:
+    """The header of a `.safetensors` file, checked before any tensor is read: its length fits the file, every
+    dtype is known, and each tensor's byte range matches its shape and dtype and lies inside the file. A
+    safetensors file is data only (JSON header + raw bytes): nothing in it is executed."""
+    path = pathlib.Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        prefix = file.read(8)
+        header_length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+        if header_length is None or header_length > min(size - 8, _MAX_HEADER_BYTES):
+            raise ConversionError(f"{path}: not a safetensors file (its {size:,} bytes cannot hold the header of "
+                                  f"{header_length} bytes it announces); download or export it again.")
+        try:
+            header = json.loads(file.read(header_length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConversionError(f"{path}: the safetensors header is not JSON ({error}).") from None
+    data_bytes = size - 8 - header_length
+    problems = []
+    for name, entry in header.items() if isinstance(header, dict) else ():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], [int(n) for n in entry["shape"]], entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"{name}: malformed entry {entry!r}")
+            continue
+        if dtype not in _SAFETENSORS_DTYPES:
+            problems.append(f"{name}: unknown dtype {dtype!r}")
+        elif min(shape, default=0) < 0 or end - begin != math.prod(shape) * _SAFETENSORS_DTYPES[dtype]:
+            problems.append(f"{name}: shape {shape} of {dtype} takes {math.prod(shape) * _SAFETENSORS_DTYPES[dtype]:,} "
+                            f"bytes, its offsets give {end - begin:,}")
+        elif not 0 <= begin <= end <= data_bytes:
+            problems.append(f"{name}: bytes {begin:,}-{end:,} lie outside the file's {data_bytes:,} data bytes "
+                            "(a truncated download?)")
+    if not isinstance(header, dict) or problems:
+        raise ConversionError(f"{path}: a malformed safetensors header:\n  " + "\n  ".join(problems or ["not a table"])
+                              + "\nDownload or export the file again.")
+    return header
+
+
 def read_hf_tensors(path: pathlib.Path) -> dict[str, np.ndarray]:
     """`model.safetensors` (no torch needed) or `pytorch_model.bin` (torch, tensors only: no pickled code runs)."""
     if path.suffix == ".safetensors":
+        check_safetensors_header(path)
         return load_file(path)
     try:
         import torch  # only for .bin checkpoints

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from bertjax import benchmark, checkpoint, reporting, sharding
+from bertjax import benchmark, checkpoint, faults, reporting, sharding
 from bertjax.optim import learning_rate_schedule, make_optimizer
 
 
@@ -44,10 +44,11 @@ _accumulate = jax.jit(_add, donate_argnums=(0,))
 
 
 def train_step(state: TrainState, batch, *, task, optimizer: optax.GradientTransformation,
-               accumulation_steps: int = 1) -> tuple[TrainState, dict]:
+               accumulation_steps: int = 1, skip_nonfinite: bool = False) -> tuple[TrainState, dict]:
     """One update from one global batch, in `accumulation_steps` micro-batches whose summed gradients equal
     the whole batch's (each micro-batch's losses divide by the whole batch's weights). Returns the new
-    state and this step's metric sums."""
+    state and this step's metric sums; `nonfinite_steps` is 1 when the loss or gradient norm is not finite.
+    With `skip_nonfinite` such a step keeps the old parameters and optimizer state, and its sums are zero."""
     normalizers = task.normalizers(batch)
     step_key = jax.random.fold_in(state.dropout_key, state.step)
     gradient = jax.value_and_grad(task.loss, has_aux=True)
@@ -66,8 +67,14 @@ def train_step(state: TrainState, batch, *, task, optimizer: optax.GradientTrans
         ((loss, sums), grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(accumulation_steps), micro_batches))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    sums = {**sums, "loss_sum": loss, "grad_norm_sum": grad_norm, "steps": jnp.ones(())}
+    if skip_nonfinite:
+        params, opt_state, sums = jax.tree.map(lambda new, old: jnp.where(finite, new, old), (params, opt_state, sums),
+                                               (state.params, state.opt_state, jax.tree.map(jnp.zeros_like, sums)))
     state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    return state, {**sums, "loss_sum": loss, "grad_norm_sum": optax.tree.norm(grads), "steps": jnp.ones(())}
+    return state, {**sums, "nonfinite_steps": 1.0 - finite.astype(jnp.float32)}
 
 
 def eval_step(params, batch, *, task) -> dict:
@@ -87,12 +94,14 @@ def is_predictive(task) -> bool:
     return hasattr(task, "predict")
 
 
-def compile_steps(task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None, donate: bool = True):
+def compile_steps(task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None, donate: bool = True,
+                  skip_nonfinite: bool = False):
     """The jitted train and evaluation steps: the train state's buffers are donated to the new state. On a
     mesh, the state keeps `state_shardings`, batches are split over data x fsdp, and metric sums or
     predictions are replicated (every process gets all of them). The evaluation step gives metric sums, or
     predictions for a predictive task."""
-    train = functools.partial(train_step, task=task, optimizer=optimizer, accumulation_steps=accumulation_steps)
+    train = functools.partial(train_step, task=task, optimizer=optimizer, accumulation_steps=accumulation_steps,
+                              skip_nonfinite=skip_nonfinite)
     evaluate = functools.partial(predict_step if is_predictive(task) else eval_step, task=task)
     donated = (0,) if donate else ()
     if mesh is None:
@@ -179,12 +188,12 @@ class _Window:
 def _summary(sums: dict, window: _Window, learning_rate: float, task, peak_flops: float | None) -> dict[str, float]:
     """The logged training figures; `mfu` (model FLOPs over the chips' peak) where the peak is known."""
     sums = jax.device_get(sums)
-    steps = float(sums["steps"])
+    steps = max(float(sums["steps"]), 1.0)  # 0 when every step of the window was skipped
     seconds = window.seconds
     figures = {**task.summarize(sums), "loss": float(sums["loss_sum"]) / steps,
                "grad_norm": float(sums["grad_norm_sum"]) / steps, "learning_rate": learning_rate,
                "tokens_per_second": window.tokens / seconds, "steps_per_second": steps / seconds,
-               "input_wait_fraction": window.input_seconds / seconds}
+               "input_wait_fraction": window.input_seconds / seconds, "nonfinite_steps": float(sums["nonfinite_steps"])}
     if peak_flops:
         figures["mfu"] = window.flops / seconds / peak_flops
     return figures
@@ -235,10 +244,9 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
     """Train `task` for `config.train.num_steps` updates in `workdir`, resuming from its latest checkpoint;
     evaluate every `eval_every` steps and at the end. Returns the final evaluation metrics."""
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     train_config = config.train
-    if jax.process_index() == 0:
-        checkpoint.write_json(workdir / "config.json", config.to_dict())  # also proves the directory writable
+    faults.check_train_config(train_config)
+    faults.check_workdir(workdir)
     batch_size = check_batch_sizes(train_config, jax.process_count())
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_batch_divides(train_config.global_batch_size, train_config.accumulation_steps, mesh,
@@ -253,11 +261,16 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
     checkpointer = checkpoint.Checkpointer(workdir, keep=train_config.keep_checkpoints)
     best = checkpoint.BestCheckpoint(workdir, task.metric) if is_predictive(task) else None
     writer, progress = reporting.MetricWriter(workdir), None
-    with sharding.activate(mesh, config.mesh.rules):
+    finite_guard = faults.FiniteGuard(checkpointer, train_config.max_bad_steps)
+    with sharding.activate(mesh, config.mesh.rules), faults.PreemptionGuard(checkpointer) as preemption:
         state, state_shardings, how = _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
         start_step = int(state.step)
+        if jax.process_index() == 0:  # after the checkpoint is found to fit: a refused run leaves it alone
+            checkpoint.write_json(workdir / "config.json", config.to_dict())
+        faults.warn_if_disk_small(checkpointer.directory, faults.state_bytes(state), train_config.keep_checkpoints)
         train_step_fn, eval_step_fn = compile_steps(task, optimizer, train_config.accumulation_steps,
-                                                    state_shardings, mesh, donate=train_config.donate_state)
+                                                    state_shardings, mesh, donate=train_config.donate_state,
+                                                    skip_nonfinite=train_config.max_bad_steps > 0)
         global_example = {name: jax.ShapeDtypeStruct((train_config.global_batch_size, *value.shape[1:]), value.dtype)
                           for name, value in example.items()}
         compiled = train_step_fn.lower(state, global_example).compile()
@@ -283,6 +296,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
             logging.info("Evaluation at step %d: %s", step, metrics)
             return step, metrics
 
+        def save_checkpoint(step):  # only steps whose loss and gradient norm were checked finite
+            finite_guard.flush()
+            checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
+
         peak = _peak_flops(train_config)
         step_flops = getattr(task, "model_flops", lambda batch: (flops or 0.0) * jax.device_count())
         sums, window, last_eval = None, _Window(), None
@@ -295,6 +312,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                 window.add(time.perf_counter() - waited, task.real_tokens(batch) * jax.process_count(),
                            step_flops(batch) * jax.process_count())
                 state, step_sums = compiled(state, global_batch)
+                finite_guard.observe(step, step_sums)
                 sums = step_sums if sums is None else _accumulate(sums, step_sums)
                 progress.update()
                 if step % train_config.log_every == 0 or step == train_config.num_steps:
@@ -305,14 +323,20 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                                   input_wait=f"{metrics['input_wait_fraction']:.0%}")
                     sums, window = None, _Window()
                 if train_config.checkpoint_every and step % train_config.checkpoint_every == 0:
-                    checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
+                    save_checkpoint(step)
+                if preemption.requested(step):
+                    if checkpointer.latest_step() != step:
+                        save_checkpoint(step)
+                    checkpointer.wait()
+                    raise faults.Preempted(step, checkpointer.directory / str(step), preemption.signal_name)
                 if train_config.eval_every and step % train_config.eval_every == 0 and step < train_config.num_steps:
                     evaluation_start = time.perf_counter()
                     last_eval = run_evaluation(step)
                     window.excluded_seconds += time.perf_counter() - evaluation_start
             final_step = int(state.step)
+            finite_guard.flush()
             if checkpointer.latest_step() != final_step:
-                checkpointer.save(final_step, state, iterator, {"step": final_step, **task.identity})
+                save_checkpoint(final_step)
             if last_eval is None or last_eval[0] != final_step:
                 last_eval = run_evaluation(final_step)
         finally:

@@ -64,6 +64,7 @@ def train_config() -> config_dict.ConfigDict:
     train.eval_every = 10_000  # 0 = only at the end
     train.checkpoint_every = 10_000
     train.keep_checkpoints = 3
+    train.max_bad_steps = 0  # steps with a non-finite loss or gradient norm to skip (no update) before stopping
     train.init_checkpoint = config_dict.placeholder(str)  # weights to start from: a bertjax run or an HF folder
     # Speed switches (docs/performance.md measures each): the MLM head on the masked positions only ("masked")
     # or on every position ("all": the same loss, more work); donating the train state's buffers to the step.

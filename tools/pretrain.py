@@ -5,7 +5,9 @@
         --config.data.tokenizer=wiki.model --config.data.prepared_dir=data/wiki --config.train.num_steps=1000000
 
 Running the same command again resumes from the work directory's latest checkpoint. The work directory
-gets config.json, checkpoints/, metrics.jsonl and TensorBoard event files.
+gets config.json, checkpoints/, metrics.jsonl and TensorBoard event files. On SIGTERM or Ctrl-C the run
+finishes its step, writes a checkpoint and exits with status 75 (a second Ctrl-C stops at once); a
+non-finite loss stops it with status 1 (see docs/reliability.md).
 
 Several hosts (a TPU pod slice, a SLURM GPU job): run the same command on every host with --distributed;
 elsewhere add --coordinator_address=HOST:PORT --num_processes=N --process_id=I (see docs/scaling.md).

@@ -53,6 +53,16 @@ def _blank_line_documents(lines: Iterable[str], split: bool) -> Iterator[Documen
         yield document
 
 
+def _decoded_lines(file, path: pathlib.Path) -> Iterator[str]:
+    """UTF-8 lines, decoded one by one so that a bad one is named by its number."""
+    for number, raw in enumerate(file, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not UTF-8 text ({error.reason} at byte {error.start + 1} of "
+                             "the line); convert the file to UTF-8.") from None
+
+
 def read_text_files(paths: Sequence[str | pathlib.Path], text_format: str = "bert") -> Iterator[Document]:
     """Documents from text files, in the order given. `text_format`: "bert" or "paragraphs"."""
     if text_format not in ("bert", "paragraphs"):
@@ -62,11 +72,8 @@ def read_text_files(paths: Sequence[str | pathlib.Path], text_format: str = "ber
     if missing:
         raise FileNotFoundError(f"Corpus file(s) not found: {', '.join(missing)}.")
     for path in paths:
-        with open(path, encoding="utf-8", errors="strict") as lines:
-            try:
-                yield from _blank_line_documents(lines, split=text_format == "paragraphs")
-            except UnicodeDecodeError as error:
-                raise ValueError(f"{path}: not UTF-8 text ({error}); convert it to UTF-8.") from None
+        with open(path, "rb") as file:
+            yield from _blank_line_documents(_decoded_lines(file, path), split=text_format == "paragraphs")
 
 
 def read_tfds(name: str, split: str, text_field: str, data_dir: str | None = None) -> Iterator[Document]:

@@ -38,8 +38,12 @@ def encode_document(sentences: Sequence[Sequence[int]]) -> bytes:
 
 
 def decode_document(record: bytes) -> list[np.ndarray]:
-    values = np.frombuffer(record, np.int32)
-    count = int(values[0])
+    values = np.frombuffer(record, np.int32) if len(record) % 4 == 0 else np.zeros(0, np.int32)
+    count = int(values[0]) if len(values) else -1
+    lengths = values[1:1 + count] if 0 <= count < len(values) else None
+    if lengths is None or (lengths < 0).any() or 1 + count + int(lengths.sum()) != len(values):
+        raise ValueError(f"a malformed document record ({len(record)} bytes do not hold the sentence count, "
+                         "lengths and tokens of the prepared format)")
     ends = (np.cumsum(values[1:1 + count]) + 1 + count).tolist()
     return [values[start:end] for start, end in zip([1 + count] + ends[:-1], ends)]
 
@@ -57,7 +61,11 @@ class DocumentSource:
         return len(self._source)
 
     def __getitem__(self, index: int) -> list[np.ndarray]:
-        return decode_document(self._source[index])
+        try:
+            return decode_document(self._source[index])
+        except ValueError as error:
+            raise ValueError(f"Record {index} of the shards {', '.join(self._paths)}: {error}; prepare the data "
+                             "again (tools/prepare_data.py --overwrite).") from None
 
     def __getstate__(self):
         return {"paths": self._paths}

@@ -62,13 +62,18 @@ class SentencePieceTokenizer(Tokenizer):
     """A SentencePiece model trained by `train_sentencepiece` (specials at ids 0-4)."""
 
     def __init__(self, model: bytes | str | pathlib.Path):
+        source = "SentencePiece model"
         if not isinstance(model, bytes):
-            path = pathlib.Path(model)
+            path = source = pathlib.Path(model)
             if not path.is_file():
                 raise FileNotFoundError(f"Tokenizer model {path} not found; train one with tools/train_tokenizer.py.")
             model = path.read_bytes()
         self.model_bytes = model
-        self._processor = spm.SentencePieceProcessor(model_proto=model)
+        try:  # a protobuf parse: the file is data, never code
+            self._processor = spm.SentencePieceProcessor(model_proto=model)
+        except RuntimeError:
+            raise ValueError(f"{source} is not a SentencePiece model ({len(model):,} bytes that do not parse); train "
+                             "one with tools/train_tokenizer.py.") from None
         self.vocab_size = self._processor.get_piece_size()
         ids = [self._processor.piece_to_id(token) for token in SPECIAL_TOKENS]
         if ids != list(range(len(SPECIAL_TOKENS))):
@@ -213,9 +218,16 @@ class WordPieceTokenizer(Tokenizer):
         if not path.is_file():
             raise FileNotFoundError(f"WordPiece vocabulary {path} not found.")
         if path.suffix == ".json":
-            self._tokenizer = tokenizers.Tokenizer.from_file(str(path))
+            try:  # JSON, never code
+                self._tokenizer = tokenizers.Tokenizer.from_file(str(path))
+            except Exception as error:  # noqa: BLE001 - the tokenizers library raises a bare Exception
+                raise ValueError(f"{path} is not an HF tokenizer.json ({error}).") from None
         else:
-            missing = set(SPECIAL_TOKENS) - set(path.read_text(encoding="utf-8").split("\n"))
+            try:
+                lines = path.read_text(encoding="utf-8").split("\n")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path} is not a UTF-8 vocabulary file ({error}).") from None
+            missing = set(SPECIAL_TOKENS) - set(lines)
             if missing:
                 raise ValueError(f"{path} lacks the special tokens {sorted(missing)}; is it a BERT WordPiece vocabulary?")
             self._tokenizer = tokenizers.BertWordPieceTokenizer(str(path), lowercase=lowercase)

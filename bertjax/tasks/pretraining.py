@@ -60,7 +60,7 @@ class PretrainingTask:
         """Model FLOPs of a training step on `batch`, counting real tokens (see bertjax.benchmark)."""
         rows, length = batch["input_ids"].shape
         return benchmark.analytic_flops(self.model_config, rows, length, batch["masked_positions"].shape[1],
-                                        tokens=self.real_tokens(batch))
+                                        tokens=int(np.count_nonzero(batch["attention_mask"])))
 
     # --- model ----------------------------------------------------------------------------------------------
     def init_params(self, rng: jax.Array, batch, boxed: bool = False):

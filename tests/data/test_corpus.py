@@ -22,8 +22,8 @@ def test_missing_and_undecodable_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.txt"):
         list(corpus.read_text_files([tmp_path / "nowhere.txt"]))
     latin = tmp_path / "latin1.txt"
-    latin.write_bytes("caf\xe9\n".encode("latin-1"))
-    with pytest.raises(ValueError, match="latin1.txt: not UTF-8"):
+    latin.write_bytes("A first line.\n\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.txt, line 3: not UTF-8"):
         list(corpus.read_text_files([latin]))
     with pytest.raises(FileNotFoundError, match="no file matches"):
         corpus.open_corpus(f"text:{tmp_path}/*.none")
