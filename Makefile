@@ -19,11 +19,13 @@ test: $(STAMP)
 
 # The main job on the built-in corpus (the Python standard library's docstrings): tokenizer, shards, a look at
 # the masked examples, pretraining of BERT-tiny with evaluation, then fine-tuning it to tell which package a
-# docstring comes from, against the same model trained from scratch. Reruns resume in runs/demo/.
+# docstring comes from, against the same model trained from scratch; last, the pretrained model exported as an
+# HF folder. Reruns resume in runs/demo/.
 demo: runs/demo/data/metadata.json
 	$(PY) tools/show_batch.py --config configs/bert_tiny.py --show 2
 	$(PY) tools/pretrain.py --config configs/bert_tiny.py --workdir runs/demo/pretrain --unigram_baseline
 	$(PY) tools/finetune.py --config configs/glue_demo.py --workdir runs/demo/finetune --compare_scratch
+	$(PY) tools/export.py --checkpoint runs/demo/pretrain --hf_dir runs/demo/hf --overwrite
 
 runs/demo/tokenizer.model: | $(STAMP)
 	$(PY) tools/train_tokenizer.py --output $@ --vocab_size 2048

@@ -15,6 +15,8 @@ resume), else `init_checkpoint` (parameters only: continued pretraining or fine-
 initialisation.
 """
 
+import contextlib
+import dataclasses
 import json
 import pathlib
 import time
@@ -32,6 +34,7 @@ from jax.experimental import multihost_utils
 
 from bertjax import convert
 from bertjax.faults import CheckpointWriteError
+from bertjax.model import BertConfig
 
 
 def _leaf_bits(leaf: jax.Array) -> jax.Array:
@@ -233,9 +236,9 @@ def _latest_step_directory(path: pathlib.Path) -> pathlib.Path:
 
 def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
     """Parameters from another run's checkpoint (only those `abstract_params` names) or an HF BERT folder
-    (`config.json` + `model.safetensors`). Shapes must fit the current model."""
+    (`config.json` + `model.safetensors` or `pytorch_model.bin`). Shapes must fit the current model."""
     path = pathlib.Path(path)
-    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+    if _is_hf_folder(path):
         _, params, absent = convert.load_hf_bert(path)
         missing = sorted(set(abstract_params) - set(params))
         if missing:
@@ -251,7 +254,18 @@ def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
     except ValueError as error:  # orbax: a stored shape that differs from the model's
         raise ValueError(f"init_checkpoint {step_dir}: {error} The checkpoint's model config differs from this "
                          "run's.") from None
+    # orbax hands back the target itself where the checkpoint has no such parameter: never train on that.
+    absent = ["/".join(str(getattr(key, "key", key)) for key in path)
+              for path, leaf in jax.tree_util.tree_flatten_with_path(restored["params"])[0]
+              if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if absent:
+        raise ValueError(f"init_checkpoint {step_dir} lacks parameters the model needs: {', '.join(absent)}.")
     return jax.tree.map(lambda want, have: _fit(want, have, step_dir), abstract_params, restored["params"])
+
+
+def _is_hf_folder(path: pathlib.Path) -> bool:
+    return (path / "config.json").is_file() and any((path / name).is_file()
+                                                    for name in ("model.safetensors", "pytorch_model.bin"))
 
 
 def _fit(want: jax.ShapeDtypeStruct, have, source) -> jax.Array:
@@ -263,11 +277,12 @@ def _fit(want: jax.ShapeDtypeStruct, have, source) -> jax.Array:
 
 def _stored_params(path: pathlib.Path) -> tuple[str, dict[tuple[str, ...], tuple[int, ...]]]:
     """Where an init checkpoint's parameters are, and the shape of each (flat paths), read without the data."""
-    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+    if _is_hf_folder(path):
         _, params, _ = convert.load_hf_bert(path)
         return str(path), {name: tuple(value.shape) for name, value in traverse_util.flatten_dict(params).items()}
     step_dir = _latest_step_directory(path)
-    metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
+    with _quiet_orbax():
+        metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
     flat = traverse_util.flatten_dict(metadata["params"])
     return str(step_dir), {name: tuple(value.shape) for name, value in flat.items()}
 
@@ -343,3 +358,114 @@ def write_json(path: pathlib.Path, value: dict) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(value, indent=2, default=str) + "\n")
     partial.replace(path)
+
+
+# --- parameters alone: converted checkpoints, export, feature extraction --------------------------------------
+
+def save_params(workdir: str | pathlib.Path, params: Any, config: dict, record: dict, step: int = 0) -> pathlib.Path:
+    """A run directory holding parameters only: `config.json` (a resolved config) and
+    `checkpoints/STEP/` with `state` = {"params": ...} and the JSON `record`. `load_params` (init_checkpoint)
+    and `open_run` read it. Both writes are atomic: an interrupted save leaves no half-written checkpoint."""
+    workdir = pathlib.Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json(workdir / "config.json", config)
+    manager = ocp.CheckpointManager(workdir / "checkpoints", options=ocp.CheckpointManagerOptions(create=True),
+                                    item_names=("state", "record"))
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
+                                               record=ocp.args.JsonSave(record)), force=True)
+    manager.wait_until_finished()
+    manager.close()
+    return workdir / "checkpoints" / str(step)
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedRun:
+    """What a run directory says about its latest checkpoint, before any tensor is read."""
+
+    config: dict  # the resolved config (config.json)
+    record: dict  # step, task, tokenizer fingerprint; fine-tuning runs add head, num_labels, labels
+    step_dir: pathlib.Path
+    stored_params: dict[tuple[str, ...], tuple[tuple[int, ...], str]]  # flattened path -> (shape, dtype)
+
+    @property
+    def head(self) -> str:
+        """The run's head as `convert.HEADS` names it (a record without one is a pretraining run's)."""
+        head = self.record.get("head", "pretraining")
+        return {"span": "question_answering", "tokens": "token_classification"}.get(head, head)  # SQuAD, NER
+
+
+def open_run(path: str | pathlib.Path) -> SavedRun:
+    """A run directory (or its `checkpoints/`, `best/`, or one step's directory) -> its config, record and the
+    names and shapes of the stored parameters."""
+    path = pathlib.Path(path).absolute()
+    if not path.exists():
+        raise FileNotFoundError(f"Checkpoint {path} not found.")
+    step_dir = _latest_step_directory(path)
+    config_path = step_dir.parent.parent / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: a run directory holds the config.json its checkpoints "
+                                "were made with.")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+    record = _read_record(step_dir)
+    if "head" not in record and step_dir.parent.name == "best":  # a run's best parameters: the run says the head
+        latest = _latest_step_directory(step_dir.parent.parent / "checkpoints")
+        record = {**{key: value for key, value in _read_record(latest).items()
+                     if key in ("head", "num_labels", "labels", "tokenizer_fingerprint", "task")}, **record}
+    with _quiet_orbax():
+        metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
+    if "params" not in metadata:
+        raise ValueError(f"{step_dir / 'state'} holds no parameters (found {sorted(metadata)}).")
+    stored = {path: (tuple(leaf.shape), str(leaf.dtype))
+              for path, leaf in traverse_util.flatten_dict(metadata["params"]).items()}
+    return SavedRun(config, record, step_dir, stored)
+
+
+def _read_record(step_dir: pathlib.Path) -> dict:
+    path = step_dir / "record" / "metadata"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def restore_params(run: SavedRun, abstract_params: Any) -> Any:
+    """Every stored parameter onto `abstract_params`, which must name exactly the stored ones: a parameter the
+    model has and the checkpoint lacks, one the checkpoint has and the model lacks, or a shape that differs
+    fails, listing each, instead of leaving random weights or dropping trained ones."""
+    expected = traverse_util.flatten_dict(abstract_params)
+    problems = ([f"missing in the checkpoint: {'/'.join(path)}" for path in expected if path not in run.stored_params]
+                + [f"not in the model: {'/'.join(path)}" for path in run.stored_params if path not in expected]
+                + [f"{'/'.join(path)}: the model has shape {tuple(want.shape)}, the checkpoint "
+                   f"{run.stored_params[path][0]}" for path, want in expected.items()
+                   if path in run.stored_params and tuple(want.shape) != run.stored_params[path][0]])
+    if problems:
+        raise ValueError(f"{run.step_dir} does not fit the model its config.json and record describe "
+                         f"(head {run.head!r}):\n  " + "\n  ".join(problems))
+    with _quiet_orbax():
+        restored = ocp.PyTreeCheckpointer().restore(run.step_dir / "state", args=ocp.args.PyTreeRestore(
+            item={"params": abstract_params}, partial_restore=True,
+            restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params})))
+    return restored["params"]
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Reading one item of a step directory on its own, orbax warns that the step's metadata file (one level
+    up) is not beside it; nothing is wrong."""
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+
+
+def load_run(path: str | pathlib.Path) -> tuple[SavedRun, BertConfig, dict]:
+    """A run's latest checkpoint -> (what the run says, its model config, all its parameters) as numpy arrays,
+    for the model of the run's head (`convert.HEADS`)."""
+    run = open_run(path)
+    if "model" not in run.config:
+        raise ValueError(f"{run.step_dir.parent.parent / 'config.json'} has no `model` group.")
+    model_config = BertConfig.from_config(run.config["model"])
+    abstract = convert.abstract_params(model_config, run.head, run.record.get("num_labels"))
+    return run, model_config, restore_params(run, abstract)

@@ -1,10 +1,12 @@
-"""HuggingFace BERT <-> bertjax parameters.
+"""HuggingFace BERT <-> bertjax parameters, both ways, for the pretraining model, the bare encoder and the
+fine-tuning heads.
 
 The mapping is a table from bertjax module paths to HF module names; leaves map `kernel`/`embedding`/
 `scale` to `weight`. Torch `Linear` weights are (out, in): a kernel is the transpose, reshaped to the
 bertjax shape ((D, H, K) for query/key/value, (H, K, D) for the attention output).
 
-Reading needs only `safetensors` (no torch). The expected tensors come from the bertjax model itself
+Reading needs only `safetensors` (no torch; `pytorch_model.bin` needs torch and is read as tensors only).
+The expected tensors come from the bertjax model itself
 (`jax.eval_shape`), so a file that does not fit the config fails with every missing, unexpected or
 mis-shaped tensor named.
 """
@@ -23,8 +25,9 @@ import numpy as np
 from flax import traverse_util
 from safetensors.numpy import load_file
 
-from bertjax.heads import BertForPretraining
-from bertjax.model import BertConfig, stack_layers
+from bertjax.heads import (BertForPretraining, BertForQuestionAnswering, BertForSequenceClassification,
+                           BertForTokenClassification)
+from bertjax.model import BertConfig, BertModel, stack_layers, unstack_layers
 
 # (bertjax module path, HF module name, number of leading kernel axes that are inputs).
 _MODULE_TABLE = [
@@ -41,12 +44,25 @@ _MODULE_TABLE = [
     (r"mlm_head/transform_layer_norm", "cls.predictions.transform.LayerNorm", 1),
     (r"mlm_head", "cls.predictions", 1),  # the output bias; the decoder matrix is the word embeddings
     (r"sentence_head", "cls.seq_relationship", 1),
+    (r"classifier", "classifier", 1),
+    (r"qa_outputs", "qa_outputs", 1),
 ]
 _LEAF_TABLE = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bias": "bias",
                "output_bias": "bias"}
 
-# Parts a checkpoint may lack as a whole (HF's BertModel has no cls.*; some are saved without pooler).
-_OPTIONAL_PARTS = ("bert/pooler", "mlm_head", "sentence_head")
+# Parts a checkpoint may lack as a whole (HF's BertModel has no cls.*; span and token models have no pooler).
+_OPTIONAL_PARTS = ("bert/pooler", "mlm_head", "sentence_head", "classifier", "qa_outputs")
+
+# A bertjax head -> (HF architecture, the parts beside the encoder, whether HF's model has the pooler).
+HEADS = {
+    "pretraining": ("BertForPreTraining", ("mlm_head", "sentence_head"), True),
+    "encoder": ("BertModel", (), True),
+    "sequence_classification": ("BertForSequenceClassification", ("classifier",), True),
+    "question_answering": ("BertForQuestionAnswering", ("qa_outputs",), False),
+    "token_classification": ("BertForTokenClassification", ("classifier",), False),
+}
+_HEAD_OF_ARCHITECTURE = {architecture: head for head, (architecture, _, _) in HEADS.items()}
+_HEAD_OF_ARCHITECTURE["BertForMaskedLM"] = "pretraining"  # Google's checkpoints hold both heads under this name
 
 # HF keys that are not parameters, or are tied to one that is (checked equal, then skipped).
 _BUFFER_KEYS = re.compile(r"bert\.embeddings\.(position_ids|token_type_ids)")
@@ -54,6 +70,7 @@ _TIED_KEYS = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings
               "cls.predictions.decoder.bias": "cls.predictions.bias"}
 
 _HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+_TO_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 
 
 class ConversionError(ValueError):
@@ -97,10 +114,10 @@ def config_from_hf(hf_config: dict[str, Any], source: str = "config.json") -> Be
 
 
 def _normalise_keys(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Give every key the `BertForPreTraining` layout: `bert.` prefix, `weight`/`bias` (not gamma/beta)."""
+    """Give every key the layout of HF's task models: `bert.` prefix, `weight`/`bias` (not gamma/beta)."""
     normalised = {}
     for key, value in tensors.items():
-        if not key.startswith(("bert.", "cls.")):
+        if not key.startswith(("bert.", "cls.", "classifier.", "qa_outputs.")):
             key = "bert." + key  # a bare BertModel checkpoint
         key = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", key)
         key = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key)
@@ -114,6 +131,13 @@ def _from_hf_tensor(value: np.ndarray, shape: tuple[int, ...], leaf: str) -> np.
     return value.reshape(shape)
 
 
+def _to_hf_tensor(value: np.ndarray, leaf: str, input_axes: int) -> np.ndarray:
+    shape = _hf_shape(value.shape, leaf, input_axes)
+    if leaf == "kernel":  # (in..., out...) -> torch (out, in)
+        return np.ascontiguousarray(value.reshape(shape[::-1]).T)
+    return np.ascontiguousarray(value.reshape(shape))
+
+
 def _hf_shape(shape: tuple[int, ...], leaf: str, input_axes: int) -> tuple[int, ...]:
     if leaf == "kernel":
         return (int(np.prod(shape[input_axes:])), int(np.prod(shape[:input_axes])))
@@ -122,23 +146,55 @@ def _hf_shape(shape: tuple[int, ...], leaf: str, input_axes: int) -> tuple[int, 
     return tuple(shape)
 
 
-def params_from_hf(tensors: dict[str, np.ndarray], config: BertConfig,
-                   source: str = "checkpoint") -> tuple[dict, list[str]]:
-    """HF tensors -> ({'bert': ..., 'mlm_head': ..., 'sentence_head': ...} as present, parts absent).
+def head_model(config: BertConfig, head: str, num_labels: int | None = None) -> nn.Module:
+    """The bertjax model of a head (`HEADS`); "encoder" is `BertModel`, whose parameters sit under `bert`."""
+    models = {"pretraining": lambda: BertForPretraining(config), "encoder": lambda: BertModel(config),
+              "question_answering": lambda: BertForQuestionAnswering(config),
+              "sequence_classification": lambda: BertForSequenceClassification(config, num_labels),
+              "token_classification": lambda: BertForTokenClassification(config, num_labels)}
+    if head not in models:
+        raise ValueError(f"Unknown head {head!r}; choose one of {sorted(models)}.")
+    if head in ("sequence_classification", "token_classification") and not num_labels:
+        raise ValueError(f"Head {head!r} needs num_labels (the classifier's output size).")
+    return models[head]()
 
-    The encoder (embeddings and layers) must be complete; the pooler and each pretraining head are
-    taken when present and listed as absent otherwise.
+
+def abstract_params(config: BertConfig, head: str, num_labels: int | None = None) -> dict:
+    """The shapes and dtypes of a head's parameters, `{"bert": ..., <head parts>}`, without computing them."""
+    model = head_model(config, head, num_labels)
+    kwargs = {"masked_positions": jnp.zeros((1, 1), jnp.int32)} if head == "pretraining" else {}
+    params = jax.eval_shape(lambda: nn.meta.unbox(
+        model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32), **kwargs)["params"]))
+    return {"bert": params} if head == "encoder" else params
+
+
+def _expected_hf_parameters(config: BertConfig, num_labels: int) -> dict[tuple[str, ...], Any]:
+    """Every parameter any head may have, flattened: the pretraining model's plus both task heads'."""
+    expected = traverse_util.flatten_dict(abstract_params(config, "pretraining"))
+    for head in ("sequence_classification", "question_answering"):
+        for path, struct in traverse_util.flatten_dict(abstract_params(config, head, num_labels)).items():
+            expected.setdefault(path, struct)
+    return expected
+
+
+def params_from_hf(tensors: dict[str, np.ndarray], config: BertConfig, source: str = "checkpoint",
+                   num_labels: int | None = None) -> tuple[dict, list[str]]:
+    """HF tensors -> ({'bert': ..., and 'mlm_head', 'sentence_head', 'classifier', 'qa_outputs' as present},
+    parts absent).
+
+    The encoder (embeddings and layers) must be complete; the pooler and each head are taken when present
+    (and then complete) and listed as absent otherwise. `num_labels` (from config.json's labels) is checked
+    against the classifier's rows. Every missing, unexpected or mis-shaped tensor is named.
     """
     if config.pre_layer_norm:
         raise ConversionError("HF BERT is post-LayerNorm; set pre_layer_norm=False to convert.")
     if config.scan_layers:  # convert unrolled, then stack the layers
-        params, absent = params_from_hf(tensors, dataclasses.replace(config, scan_layers=False), source)
+        params, absent = params_from_hf(tensors, dataclasses.replace(config, scan_layers=False), source, num_labels)
         return {**params, "bert": stack_layers(params["bert"], config.num_layers)}, absent
     tensors = _normalise_keys(tensors)
-    abstract = jax.eval_shape(
-        lambda: nn.meta.unbox(BertForPretraining(config).init(
-            jax.random.key(0), jnp.zeros((1, 1), jnp.int32), masked_positions=jnp.zeros((1, 1), jnp.int32))))
-    expected = traverse_util.flatten_dict(abstract["params"])
+    if num_labels is None and "classifier.weight" in tensors:
+        num_labels = int(tensors["classifier.weight"].shape[0])
+    expected = _expected_hf_parameters(config, num_labels or 2)
 
     def part_of(path):
         joined = "/".join(path)
@@ -161,7 +217,7 @@ def params_from_hf(tensors: dict[str, np.ndarray], config: BertConfig,
         if tuple(value.shape) != want:
             misshaped.append(f"{name}: expected shape {want}, found {tuple(value.shape)}")
             continue
-        params[path] = _from_hf_tensor(value, struct.shape, path[-1]).astype(config.param_dtype)
+        params[path] = _from_hf_tensor(np.asarray(value), struct.shape, path[-1]).astype(config.param_dtype)
 
     for tied, target in _TIED_KEYS.items():
         if tied in tensors and target in tensors and not np.array_equal(tensors[tied], tensors[target]):
@@ -225,19 +281,134 @@ def check_safetensors_header(path: str | pathlib.Path) -> dict[str, Any]:
     return header
 
 
+def read_hf_tensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """`model.safetensors` (no torch needed) or `pytorch_model.bin` (torch, tensors only: no pickled code runs)."""
+    if path.suffix == ".safetensors":
+        check_safetensors_header(path)
+        return load_file(path)
+    try:
+        import torch  # only for .bin checkpoints
+    except ImportError:
+        raise ConversionError(f"{path}: reading a PyTorch .bin checkpoint needs torch (pip install torch), or save "
+                              "the model as model.safetensors.") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError and others for files that are not tensors alone
+        raise ConversionError(f"{path}: not a plain PyTorch state dict ({type(error).__name__}: {error}).") from None
+    return {name: tensor.float().numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
+            for name, tensor in state.items()}
+
+
+def head_of_hf_config(hf_config: dict[str, Any], params: dict, source: str = "config.json") -> str:
+    """The bertjax head of an HF checkpoint: from `architectures`, else from the parameters present."""
+    architectures = hf_config.get("architectures") or []
+    for architecture in architectures:
+        if architecture in _HEAD_OF_ARCHITECTURE:
+            head = _HEAD_OF_ARCHITECTURE[architecture]
+            lacking = [part for part in HEADS[head][1] if part not in params]
+            if lacking:
+                raise ConversionError(f"{source}: architectures says {architecture}, but the weights lack "
+                                      f"{lacking} (of the {head} head); choose the head to keep (encoder keeps "
+                                      "the encoder alone).")
+            return head
+    if architectures:
+        raise ConversionError(f"{source}: architectures {architectures} has none of {sorted(_HEAD_OF_ARCHITECTURE)}.")
+    if "classifier" in params:
+        raise ConversionError(f"{source}: a classifier without `architectures` is ambiguous (sequence or token "
+                              "classification); add \"architectures\": [\"BertForSequenceClassification\"] or "
+                              "[\"BertForTokenClassification\"].")
+    return "question_answering" if "qa_outputs" in params else "pretraining" if "mlm_head" in params else "encoder"
+
+
+def hf_labels(hf_config: dict[str, Any]) -> list[str] | None:
+    """Label names in id order from config.json's `id2label`, or None when absent."""
+    id2label = hf_config.get("id2label")
+    if not id2label:
+        return None
+    return [id2label[key] for key in sorted(id2label, key=int)]
+
+
 def load_hf_bert(folder: str | pathlib.Path) -> tuple[BertConfig, dict, list[str]]:
-    """An HF BERT folder (`config.json` + `model.safetensors`) -> (config, params, absent parts)."""
+    """An HF BERT folder (`config.json` + `model.safetensors` or `pytorch_model.bin`) -> (config, params,
+    absent parts)."""
+    config, params, absent, _ = load_hf_folder(folder)
+    return config, params, absent
+
+
+def load_hf_folder(folder: str | pathlib.Path) -> tuple[BertConfig, dict, list[str], dict[str, Any]]:
+    """`load_hf_bert`, plus config.json's contents."""
     folder = pathlib.Path(folder)
-    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise ConversionError(f"{path} not found: an HF BERT folder needs config.json and model.safetensors "
-                                  "(save with `save_pretrained(..., safe_serialization=True)`).")
+    config_path = folder / "config.json"
+    weights_path = next((folder / name for name in ("model.safetensors", "pytorch_model.bin")
+                         if (folder / name).is_file()), None)
+    if not config_path.is_file() or weights_path is None:
+        missing = config_path if not config_path.is_file() else folder / "model.safetensors"
+        raise ConversionError(f"{missing} not found: an HF BERT folder needs config.json and model.safetensors "
+                              "(or pytorch_model.bin).")
     try:
         hf_config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise ConversionError(f"{config_path} is not valid JSON: {error}") from None
     config = config_from_hf(hf_config, str(config_path))
-    check_safetensors_header(weights_path)
-    params, absent = params_from_hf(load_file(weights_path), config, str(weights_path))
-    return config, params, absent
+    labels = hf_labels(hf_config)
+    tensors = read_hf_tensors(weights_path)
+    params, absent = params_from_hf(tensors, config, str(weights_path),
+                                    num_labels=len(labels) if labels and "classifier.weight" in
+                                    _normalise_keys(tensors) else None)
+    return config, params, absent, hf_config
+
+
+# --- bertjax -> HF -------------------------------------------------------------------------------------------
+
+def hf_tensors(params: dict, config: BertConfig, head: str) -> dict[str, np.ndarray]:
+    """bertjax parameters -> the tensors of HF's model for `head` (`HEADS`), with HF's names and layouts.
+
+    Exactly the tensors HF's model has are written: the encoder, the pooler where HF's model has one, and
+    the head's parts; parts of `params` that the head does not use (say, the MLM head when exporting the
+    encoder alone) are left out. A part the head needs and `params` lacks fails, naming it.
+    """
+    if config.pre_layer_norm or config.causal:
+        raise ConversionError("HF BERT is a post-LayerNorm bidirectional encoder; a model with pre_layer_norm or "
+                              "causal attention has no HF BERT equivalent.")
+    if head not in HEADS:
+        raise ConversionError(f"Unknown head {head!r}; choose one of {sorted(HEADS)}.")
+    _, parts, with_pooler = HEADS[head]
+    lacking = [part for part in ("bert", *parts) if part not in params]
+    if lacking:
+        raise ConversionError(f"Exporting as {HEADS[head][0]} needs the parameters {lacking}, which this "
+                              f"checkpoint lacks (it has {sorted(params)}).")
+    bert = params["bert"]
+    if config.scan_layers:
+        bert = unstack_layers(bert, config.num_layers)
+    if not with_pooler:
+        bert = {name: value for name, value in bert.items() if name != "pooler"}
+    tensors = {}
+    for path, value in traverse_util.flatten_dict({"bert": bert, **{part: params[part] for part in parts}}).items():
+        name, input_axes = hf_name(path)
+        if head == "encoder":
+            name = name.removeprefix("bert.")
+        tensors[name] = _to_hf_tensor(np.asarray(value, np.float32), path[-1], input_axes)
+    return tensors
+
+
+def config_to_hf(config: BertConfig, head: str, labels: list[str] | None = None, num_labels: int | None = None,
+                 pad_token_id: int = 0) -> dict[str, Any]:
+    """A bertjax `BertConfig` -> HF's config.json for `head`'s architecture."""
+    hf_config = {
+        "architectures": [HEADS[head][0]], "model_type": "bert", "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size, "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads, "intermediate_size": config.intermediate_size,
+        "hidden_act": _TO_HF_ACTIVATIONS[config.hidden_act], "hidden_dropout_prob": config.hidden_dropout,
+        "attention_probs_dropout_prob": config.attention_dropout,
+        "max_position_embeddings": config.max_position_embeddings, "type_vocab_size": config.type_vocab_size,
+        "layer_norm_eps": config.layer_norm_eps, "initializer_range": config.initializer_range,
+        "position_embedding_type": "absolute", "pad_token_id": pad_token_id, "classifier_dropout": None,
+        "tie_word_embeddings": True, "dtype": "float32",
+    }
+    if head in ("sequence_classification", "token_classification"):
+        labels = labels or [f"LABEL_{index}" for index in range(num_labels)]
+        hf_config["id2label"] = {str(index): label for index, label in enumerate(labels)}
+        hf_config["label2id"] = {label: index for index, label in enumerate(labels)}
+        if len(labels) == 1 and head == "sequence_classification":
+            hf_config["problem_type"] = "regression"
+    return hf_config

@@ -8,6 +8,7 @@ prepared shards record so that a pipeline never reads shards made by another tok
 
 import functools
 import hashlib
+import json
 import io
 import pathlib
 import unicodedata
@@ -264,3 +265,91 @@ def load_tokenizer(path: str | pathlib.Path) -> Tokenizer:
     if path.suffix in (".txt", ".json"):
         return WordPieceTokenizer(path)
     raise ValueError(f"Tokenizer {path}: expected a SentencePiece .model, a WordPiece vocab.txt or tokenizer.json.")
+
+
+# --- HF tokenizer files ----------------------------------------------------------------------------------------
+
+def wordpiece_from_hf_folder(folder: str | pathlib.Path, output: str | pathlib.Path) -> WordPieceTokenizer:
+    """An HF BERT folder's tokenizer -> `output` (a `tokenizer.json`) and the `WordPieceTokenizer` over it.
+
+    A `tokenizer.json` there is copied as it is; else `vocab.txt` is built into one with the casing and accent
+    settings of `tokenizer_config.json` (`do_lower_case`, `strip_accents`, `tokenize_chinese_chars`), as
+    HF's `BertTokenizerFast` builds it.
+    """
+    import tokenizers
+
+    folder, output = pathlib.Path(folder), pathlib.Path(output)
+    if (folder / "tokenizer.json").is_file():
+        tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    elif (folder / "vocab.txt").is_file():
+        settings_path = folder / "tokenizer_config.json"
+        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        WordPieceTokenizer(folder / "vocab.txt")  # checks the special tokens
+        tokenizer = tokenizers.BertWordPieceTokenizer(
+            str(folder / "vocab.txt"), lowercase=settings.get("do_lower_case", True),
+            strip_accents=settings.get("strip_accents"),
+            handle_chinese_chars=settings.get("tokenize_chinese_chars", True))._tokenizer
+    else:
+        raise FileNotFoundError(f"{folder} has neither tokenizer.json nor vocab.txt: an HF BERT folder needs one.")
+    partial = output.with_name(output.name + ".partial")
+    tokenizer.save(str(partial))
+    partial.replace(output)
+    return WordPieceTokenizer(output)
+
+
+def hf_tokenizer(tokenizer: Tokenizer):
+    """A `tokenizers.Tokenizer` that HF's `PreTrainedTokenizerFast` loads, with BERT's [CLS] A [SEP] B [SEP]
+    template. WordPiece is the same tokenizer. A SentencePiece unigram model becomes a `Unigram` model over the
+    same pieces and scores, with SentencePiece's own normalisation table and byte fallback; the five BERT
+    specials become HF special tokens, so a literal "[MASK]" in text is the mask token there (SentencePiece
+    keeps it text). BPE SentencePiece models are not converted."""
+    import tokenizers
+    from tokenizers import decoders, normalizers, pre_tokenizers, processors
+
+    if isinstance(tokenizer, WordPieceTokenizer):
+        converted = tokenizers.Tokenizer.from_str(tokenizer._tokenizer.to_str())
+    elif isinstance(tokenizer, SentencePieceTokenizer):
+        from sentencepiece import sentencepiece_model_pb2
+
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString(tokenizer.model_bytes)
+        if proto.trainer_spec.model_type != sentencepiece_model_pb2.TrainerSpec.UNIGRAM:
+            raise ValueError("Only unigram SentencePiece models convert to an HF tokenizer; this one is "
+                             f"{sentencepiece_model_pb2.TrainerSpec.ModelType.Name(proto.trainer_spec.model_type)}.")
+        vocab = [(piece.piece, piece.score) for piece in proto.pieces]
+        converted = tokenizers.Tokenizer(tokenizers.models.Unigram(
+            vocab, tokenizer.unk_id, byte_fallback=proto.trainer_spec.byte_fallback))
+        steps = [normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap)] \
+            if proto.normalizer_spec.precompiled_charsmap else []
+        if proto.normalizer_spec.remove_extra_whitespaces:
+            steps += [normalizers.Strip(), normalizers.Replace(tokenizers.Regex(" {2,}"), " ")]
+        converted.normalizer = normalizers.Sequence(steps)
+        scheme = "always" if proto.normalizer_spec.add_dummy_prefix else "never"
+        converted.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme)
+        converted.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace(
+            replacement="▁", prepend_scheme=scheme)])
+        converted.add_special_tokens(list(SPECIAL_TOKENS))
+    else:
+        raise ValueError(f"No HF form for a {type(tokenizer).__name__}.")
+    converted.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tokenizer.cls_id), ("[SEP]", tokenizer.sep_id)])
+    return converted
+
+
+def save_hf_tokenizer(tokenizer: Tokenizer, folder: str | pathlib.Path, max_length: int = 512) -> list[str]:
+    """Write what `transformers.AutoTokenizer.from_pretrained(folder)` loads: `tokenizer.json`,
+    `tokenizer_config.json`, `special_tokens_map.json`, and `vocab.txt` for WordPiece. Returns the names."""
+    folder = pathlib.Path(folder)
+    hf_tokenizer(tokenizer).save(str(folder / "tokenizer.json"))
+    specials = dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), SPECIAL_TOKENS))
+    settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
+                "model_input_names": ["input_ids", "token_type_ids", "attention_mask"], **specials}
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n")
+    (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
+    names = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+    if isinstance(tokenizer, WordPieceTokenizer):
+        pieces = [tokenizer._tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
+        (folder / "vocab.txt").write_text("\n".join(pieces) + "\n", encoding="utf-8")
+        names.append("vocab.txt")
+    return names
