@@ -237,7 +237,7 @@ def _latest_step_directory(path: pathlib.Path) -> pathlib.Path:
 def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
     """Parameters from another run's checkpoint (only those `abstract_params` names) or an HF BERT folder
     (`config.json` + `model.safetensors` or `pytorch_model.bin`). Shapes must fit the current model."""
-    path = pathlib.Path(path)
+    path = pathlib.Path(path).absolute()  # orbax reads absolute paths only
     if _is_hf_folder(path):
         _, params, absent = convert.load_hf_bert(path)
         missing = sorted(set(abstract_params) - set(params))
@@ -293,7 +293,7 @@ def load_partial_params(path: str | pathlib.Path, abstract_params: Any, fresh: S
     or an HF folder), and `fresh_params`' values for the top-level modules named in `fresh` (new heads) that
     the checkpoint lacks or holds in another shape (another task's classifier). Any other parameter missing or
     mis-shaped is an error naming it. Returns (params, a one-line report of what was loaded and what is new)."""
-    path = pathlib.Path(path)
+    path = pathlib.Path(path).absolute()  # orbax reads absolute paths only
     source, stored = _stored_params(path)
     wanted = traverse_util.flatten_dict(abstract_params)
     loaded, new, problems = [], [], []

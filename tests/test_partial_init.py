@@ -40,8 +40,10 @@ def pretrained(tmp_path_factory):
     return path, params
 
 
-def test_encoder_loaded_and_classifier_fresh_with_a_report(pretrained):
+def test_encoder_loaded_and_classifier_fresh_with_a_report(pretrained, monkeypatch):
     path, source = pretrained
+    monkeypatch.chdir(path.parent)
+    path = path.relative_to(path.parent)  # as a user types it
     fresh = _init(BertForSequenceClassification(CONFIG, 3), 1)
     params, report = checkpoint.load_partial_params(path, jax.eval_shape(lambda: fresh), ("classifier",), fresh)
     flat, source_flat, fresh_flat = (traverse_util.flatten_dict(t) for t in (params, source, fresh))
