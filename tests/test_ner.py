@@ -126,7 +126,7 @@ def test_layer_combinations():
     assert concat.shape == (2, 3, 16)
     np.testing.assert_allclose(concat[..., 4:8], hidden[4])
     np.testing.assert_allclose(ner.combine_layers(hidden, "weighted_sum", jnp.zeros(7)), hidden.mean(0), rtol=1e-5)
-    with pytest.raises(ValueError, match="needs more layers"):
+    with pytest.raises(ValueError, match="needs 4 Transformer layers; this model has"):
         ner.combine_layers(hidden[:3], "sum_last_four")
 
 

@@ -21,6 +21,7 @@ import optax
 from absl import logging
 from seqeval.metrics import classification_report
 
+from bertjax.features import combine_layers as combine_encoder_layers
 from bertjax.data import rows, tokenizer
 from bertjax.heads import BertForTokenClassification
 from bertjax.model import BertConfig
@@ -302,24 +303,12 @@ LAYER_COMBINATIONS = ("embeddings", "first", "last", "second_to_last", "sum_last
 
 def combine_layers(hidden_states: jax.Array, how: str, layer_weights: jax.Array | None = None) -> jax.Array:
     """(S, B, L, D) stacked hidden states (the embeddings output, then each layer's) -> (B, L, D) or, for
-    "concat_last_four", (B, L, 4D). "first" is the first Transformer layer (the BERT paper's "first layer");
-    "weighted_sum" needs (S,) `layer_weights` (softmax-normalised here)."""
+    "concat_last_four", (B, L, 4D): `bertjax.features.combine_layers`, plus "weighted_sum", ELMo's learned mix
+    of every layer with (S,) `layer_weights` (softmax-normalised here)."""
     if how not in LAYER_COMBINATIONS:
         raise ValueError(f"Layer combination {how!r}: choose one of {LAYER_COMBINATIONS}.")
-    if how != "embeddings" and how != "weighted_sum" and hidden_states.shape[0] < (5 if "four" in how else 3):
-        raise ValueError(f"{how!r} needs more layers than the encoder's {hidden_states.shape[0] - 1}.")
-    if how == "embeddings":
-        return hidden_states[0]
-    if how == "first":
-        return hidden_states[1]
-    if how == "last":
-        return hidden_states[-1]
-    if how == "second_to_last":
-        return hidden_states[-2]
-    if how == "sum_last_four":
-        return jnp.sum(hidden_states[-4:], axis=0)
-    if how == "concat_last_four":
-        return jnp.concatenate(list(hidden_states[-4:]), axis=-1)
+    if how != "weighted_sum":
+        return combine_encoder_layers(list(hidden_states), how)
     if layer_weights is None:
         raise ValueError("'weighted_sum' needs layer_weights.")
     return jnp.einsum("s,sbld->bld", jax.nn.softmax(layer_weights), hidden_states)
