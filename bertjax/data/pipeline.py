@@ -102,7 +102,8 @@ def collate(examples: list[dict], *, batch_size: int, max_seq_length: int, max_p
     return batch
 
 
-def _process_rows(batch: dict[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
+def process_rows(batch: dict[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
+    """This process's `count` rows of a global batch that every process read whole."""
     return {name: value[start:start + count] for name, value in batch.items()}
 
 
@@ -176,7 +177,8 @@ def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: i
             collate, batch_size=rows, max_seq_length=data.max_seq_length, max_predictions=slots,
             sentence_task=sentence_task))
     if rows != batch_size:
-        dataset = dataset.map(functools.partial(_process_rows, start=process_index * batch_size, count=batch_size))
+        dataset = dataset.map(functools.partial(process_rows, start=process_index * batch_size,
+                                                count=batch_size))
     if data.num_workers > 0:
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=data.num_workers))
     return dataset

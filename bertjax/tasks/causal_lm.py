@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from grain.experimental import ConcatThenSplitIterDataset
 
-from bertjax.data import shards, tokenizer
+from bertjax.data import pipeline, shards, tokenizer
 from bertjax.heads import BertForCausalLM
 from bertjax.losses import weighted_correct, weighted_cross_entropy
 from bertjax.model import BertConfig
@@ -68,10 +68,6 @@ def stack_rows(rows: list[dict[str, np.ndarray]], batch_size: int, max_seq_lengt
     return batch
 
 
-def _process_rows(batch: dict[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
-    return {name: value[start:start + count] for name, value in batch.items()}
-
-
 def lm_dataset(data, tok: tokenizer.Tokenizer, split: str, *, batch_size: int, seed: int, train: bool = True,
                process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
     """Batches of contiguous text from `data.prepared_dir` (this process's `batch_size` rows).
@@ -95,7 +91,8 @@ def lm_dataset(data, tok: tokenizer.Tokenizer, split: str, *, batch_size: int, s
     dataset = rows.batch(rows_per_batch, drop_remainder=train, batch_fn=functools.partial(
         stack_rows, batch_size=rows_per_batch, max_seq_length=data.max_seq_length))
     if rows_per_batch != batch_size:
-        dataset = dataset.map(functools.partial(_process_rows, start=process_index * batch_size, count=batch_size))
+        dataset = dataset.map(functools.partial(pipeline.process_rows, start=process_index * batch_size,
+                                                count=batch_size))
     if data.num_workers > 0:
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=data.num_workers))
     return dataset

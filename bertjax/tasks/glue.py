@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from bertjax import losses
-from bertjax.data import corpus, tokenizer as tokenizers
+from bertjax.data import corpus, pipeline, tokenizer as tokenizers
 from bertjax.heads import BertForSequenceClassification
 from bertjax.model import BertConfig
 
@@ -307,20 +307,19 @@ def collate(rows: list[dict], *, batch_size: int, max_seq_length: int, regressio
     return batch
 
 
-def _process_rows(batch: dict[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
-    return {name: value[start:start + count] for name, value in batch.items()}
-
-
 class _Encode(grain.transforms.Map):
-    def __init__(self, examples: list[Example], tokenizer: tokenizers.Tokenizer, max_seq_length: int):
-        self._examples, self._tokenizer, self._max_seq_length = examples, tokenizer, max_seq_length
+    """Position in a split -> one encoded row, from the split's texts tokenized once (`token_ids`)."""
+
+    def __init__(self, examples: list[Example], token_ids: list[tuple[np.ndarray, ...]],
+                 tokenizer: tokenizers.Tokenizer, max_seq_length: int):
+        self._examples, self._token_ids = examples, token_ids
+        self._cls_id, self._sep_id, self._max_seq_length = tokenizer.cls_id, tokenizer.sep_id, max_seq_length
 
     def map(self, position: int) -> dict:
-        example = self._examples[position]
-        input_ids, segment_ids = encode(self._tokenizer.encode_batch(list(example.texts)), self._max_seq_length,
-                                        self._tokenizer.cls_id, self._tokenizer.sep_id)
-        label = 0 if example.label is None else example.label
-        return {"input_ids": input_ids, "segment_ids": segment_ids, "label": label, "example_index": position}
+        input_ids, segment_ids = encode(self._token_ids[position], self._max_seq_length, self._cls_id, self._sep_id)
+        label = self._examples[position].label
+        return {"input_ids": input_ids, "segment_ids": segment_ids, "label": 0 if label is None else label,
+                "example_index": position}
 
 
 # --- the task ----------------------------------------------------------------------------------------------
@@ -357,7 +356,8 @@ class ClassificationTask:
                              f"{self.model_config.vocab_size}; use the tokenizer the checkpoint was trained with.")
         self.regression = self.spec.labels is None
         self.model = BertForSequenceClassification(self.model_config, self.spec.num_labels)
-        self.metric = self.spec.metrics[0] if len(self.eval_splits) == 1 else f"{self.eval_splits[0]}/{self.spec.metrics[0]}"
+        first = self.spec.metrics[0]
+        self.metric = first if len(self.eval_splits) == 1 else f"{self.eval_splits[0]}/{first}"
         self.identity = {"task": self.name, "head": self.head, "num_labels": self.spec.num_labels,
                          "labels": None if self.regression else list(self.label_names),
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
@@ -412,6 +412,15 @@ class ClassificationTask:
         return read_tsv(spec, folder / file, labelled=not split.startswith("test"),
                         skip_malformed=self.finetune.skip_malformed_rows)
 
+    @functools.cache
+    def token_ids(self, split: str) -> list[tuple[np.ndarray, ...]]:
+        """Each example's texts as token ids, tokenized once per split (in one batch call per text field), not
+        again every epoch or evaluation."""
+        examples = self.examples(split)
+        columns = [self.tokenizer.encode_batch([example.texts[field] for example in examples])
+                   for field in range(len(self.spec.text_columns))]
+        return [tuple(np.asarray(column[row], np.int32) for column in columns) for row in range(len(examples))]
+
     def num_train_examples(self) -> int:
         return len(self.examples("train"))
 
@@ -429,12 +438,13 @@ class ClassificationTask:
                                  f"per-process batch of {batch_size}; lower train.global_batch_size.")
             indices = indices.shuffle(seed).repeat(None)
         rows = batch_size if train else batch_size * process_count
-        dataset = indices.map(_Encode(examples, self.tokenizer, self.max_seq_length))
+        dataset = indices.map(_Encode(examples, self.token_ids(split), self.tokenizer, self.max_seq_length))
         dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=0)).batch(
             rows, drop_remainder=train, batch_fn=functools.partial(
                 collate, batch_size=rows, max_seq_length=self.max_seq_length, regression=self.regression))
         if rows != batch_size:
-            dataset = dataset.map(functools.partial(_process_rows, start=process_index * batch_size, count=batch_size))
+            dataset = dataset.map(functools.partial(pipeline.process_rows, start=process_index * batch_size,
+                                                    count=batch_size))
         return dataset
 
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
