@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bertjax.model import (ACTIVATIONS, BertConfig, BertModel, EncoderOutput, logical_zeros, make_dense,
+from bertjax.model import (ACTIVATIONS, BertConfig, BertModel, Dropout, EncoderOutput, logical_zeros, make_dense,
                            make_layer_norm)
 
 
@@ -105,7 +105,7 @@ class BertForSequenceClassification(nn.Module):
 
     def setup(self):
         self.bert = BertModel(self.config)
-        self.dropout = nn.Dropout(self.config.hidden_dropout)
+        self.dropout = Dropout(self.config.hidden_dropout)
         self.classifier = make_dense(self.config, self.num_labels, ("embed", None))
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
@@ -138,7 +138,7 @@ class BertForTokenClassification(nn.Module):
 
     def setup(self):
         self.bert = BertModel(self.config)
-        self.dropout = nn.Dropout(self.config.hidden_dropout)
+        self.dropout = Dropout(self.config.hidden_dropout)
         self.classifier = make_dense(self.config, self.num_labels, ("embed", None))
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,

@@ -32,6 +32,12 @@ ATTENTION_IMPLS = ("auto", "manual", "xla", "cudnn")
 # each layer's input and recomputes the rest; "dots" keeps the matrix-multiplication outputs.
 REMAT_POLICIES = {"none": None, "full": None, "dots": jax.checkpoint_policies.checkpoint_dots}
 
+# How the backward pass of a dense layer computes the input gradient dy @ W^T. "xla" leaves it to the
+# compiler; "transposed_kernel" first copies W^T (a small array) so that the large product is a plain
+# row-major matrix multiplication, which XLA:CPU's kernels run about 20% faster than the transposed form
+# (docs/performance.md). "auto" is "transposed_kernel" on CPU and "xla" elsewhere.
+DENSE_BACKWARDS = ("auto", "xla", "transposed_kernel")
+
 # BERT sizes: tiny..medium are Turc et al.'s compact models (google-research/bert), base and large the
 # paper's. Heads are 64 wide and the feed-forward layer 4x the hidden size throughout.
 VARIANTS = {
@@ -67,6 +73,7 @@ class BertConfig:
     attention_impl: str = "auto"
     remat: str = "none"  # none | full | dots: see REMAT_POLICIES
     scan_layers: bool = False  # one scanned layer (parameters stacked on a leading "layers" axis): fast compiles
+    dense_backward: str = "auto"  # see DENSE_BACKWARDS
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -77,6 +84,8 @@ class BertConfig:
             raise ValueError(f"hidden_act={self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}.")
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl={self.attention_impl!r} is not one of {ATTENTION_IMPLS}.")
+        if self.dense_backward not in DENSE_BACKWARDS:
+            raise ValueError(f"dense_backward={self.dense_backward!r} is not one of {DENSE_BACKWARDS}.")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat={self.remat!r} is not one of {sorted(REMAT_POLICIES)}.")
         if self.attention_impl in ("xla", "cudnn") and self.attention_dropout > 0:
@@ -130,9 +139,49 @@ def make_layer_norm(config: BertConfig, name: str | None = None) -> nn.LayerNorm
         bias_init=logical_zeros(("embed",)), name=name)
 
 
+@jax.custom_vjp
+def _matmul_transposed_kernel_backward(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
+    """(N, I) @ (I, O), whose backward multiplies by an explicit copy of kernel^T."""
+    return inputs @ kernel
+
+
+def _matmul_forward(inputs, kernel):
+    return inputs @ kernel, (inputs, kernel)
+
+
+def _matmul_backward(residuals, output_grad):
+    inputs, kernel = residuals
+    # The barrier keeps XLA from folding the transpose back into the product.
+    kernel_t = jax.lax.optimization_barrier(kernel.T)
+    return output_grad @ kernel_t, jnp.einsum("ni,no->io", inputs, output_grad)
+
+
+_matmul_transposed_kernel_backward.defvjp(_matmul_forward, _matmul_backward)
+
+
+def dense_product(config: BertConfig, inputs: jax.Array, kernel: jax.Array, contracting: int) -> jax.Array:
+    """inputs (..., *C) times kernel (*C, *O) over the `contracting` trailing input axes -> (..., *O)."""
+    choice = config.dense_backward
+    if choice == "auto":
+        choice = "transposed_kernel" if jax.default_backend() == "cpu" else "xla"
+    if choice == "xla":
+        return jax.lax.dot_general(
+            inputs, kernel, ((tuple(range(inputs.ndim - contracting, inputs.ndim)), tuple(range(contracting))),
+                             ((), ())))
+    batch_shape, inner = inputs.shape[:inputs.ndim - contracting], inputs.shape[inputs.ndim - contracting:]
+    outer = kernel.shape[contracting:]
+    flat = _matmul_transposed_kernel_backward(inputs.reshape(-1, math.prod(inner)),
+                                              kernel.reshape(math.prod(inner), -1))
+    return flat.reshape(*batch_shape, *outer)
+
+
 def make_dense(config: BertConfig, features: int, axes: tuple[str | None, ...],
            name: str | None = None) -> nn.Dense:
-    return nn.Dense(features, dtype=config.dtype, param_dtype=config.param_dtype,
+    def dot_general(inputs, kernel, dimension_numbers, precision=None, **unused):
+        del dimension_numbers, precision, unused  # always Dense's: last input axis with the kernel's first
+        return dense_product(config, inputs, kernel, 1)
+
+    return nn.Dense(features, dtype=config.dtype, param_dtype=config.param_dtype, dot_general=dot_general,
                     kernel_init=logical_normal(config, axes), bias_init=logical_zeros(axes[1:]), name=name)
 
 
@@ -150,13 +199,12 @@ def attention_allowed(attention_mask: jax.Array, causal: bool) -> jax.Array:
     return allowed[:, None]
 
 
-class DenseEinsum(nn.Module):
-    """A dense layer written as an einsum over whole-shaped kernels ((D, H, K) for query/key/value, (H, K, D)
-    for the attention output): flax's DenseGeneral initialises a flattened kernel, which its logical axis
-    names do not fit."""
+class ShapedDense(nn.Module):
+    """A dense layer over whole-shaped kernels ((D, H, K) for query/key/value, (H, K, D) for the attention
+    output), contracting the kernel's leading axes that the bias does not have: flax's DenseGeneral
+    initialises a flattened kernel, which its logical axis names do not fit."""
 
     config: BertConfig
-    equation: str
     kernel_shape: tuple[int, ...]
     kernel_axes: tuple[str, ...]
     bias_axes: tuple[str, ...]
@@ -168,7 +216,8 @@ class DenseEinsum(nn.Module):
         bias_shape = self.kernel_shape[-len(self.bias_axes):]
         bias = self.param("bias", logical_zeros(self.bias_axes), bias_shape, cfg.param_dtype)
         inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=cfg.dtype)
-        return jnp.einsum(self.equation, inputs, kernel) + bias
+        contracting = len(self.kernel_shape) - len(self.bias_axes)
+        return dense_product(cfg, inputs, kernel, contracting) + bias
 
 
 class SelfAttention(nn.Module):
@@ -183,8 +232,7 @@ class SelfAttention(nn.Module):
         heads, head_dim = (cfg.num_heads, cfg.head_dim), ("heads", "head_dim")
 
         def projection(name):
-            return DenseEinsum(cfg, "bld,dhk->blhk", (cfg.hidden_size, *heads), ("embed", *head_dim), head_dim,
-                               name=name)
+            return ShapedDense(cfg, (cfg.hidden_size, *heads), ("embed", *head_dim), head_dim, name=name)
 
         query = projection("query")(hidden)  # B, L, H, K
         key = projection("key")(hidden)
@@ -192,7 +240,7 @@ class SelfAttention(nn.Module):
 
         if cache_positions is not None:
             context = self._cached_attention(query, key, value, cache_positions)
-            return DenseEinsum(cfg, "blhk,hkd->bld", (*heads, cfg.hidden_size), (*head_dim, "embed"), ("embed",),
+            return ShapedDense(cfg, (*heads, cfg.hidden_size), (*head_dim, "embed"), ("embed",),
                                name="output")(context)
 
         dropout_active = not deterministic and cfg.attention_dropout > 0
@@ -211,7 +259,7 @@ class SelfAttention(nn.Module):
             context = jax.nn.dot_product_attention(
                 query, key, value, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
                 is_causal=cfg.causal, implementation="cudnn")
-        return DenseEinsum(cfg, "blhk,hkd->bld", (*heads, cfg.hidden_size), (*head_dim, "embed"), ("embed",),
+        return ShapedDense(cfg, (*heads, cfg.hidden_size), (*head_dim, "embed"), ("embed",),
                            name="output")(context)
 
     def _cached_attention(self, query, key, value, cache_positions):
@@ -244,8 +292,30 @@ class SelfAttention(nn.Module):
         scores = scores / math.sqrt(cfg.head_dim)  # B, H, Lq, Lk
         scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1)
-        probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
+        probs = Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
         return jnp.einsum("bhqs,bshk->bqhk", probs.astype(value.dtype), value)  # B, L, H, K
+
+
+class Dropout(nn.Module):
+    """Inverted dropout, drawing 16 random bits per element.
+
+    flax's nn.Dropout draws a 32-bit uniform number per element; here every 32-bit threefry draw serves
+    two elements, which halves the random-number work (docs/performance.md). The keep probability is
+    round((1 - rate) * 2^16) / 2^16, within 2^-17 of 1 - rate, and kept values are scaled by exactly its
+    inverse, so the expected output equals the input."""
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, deterministic: bool) -> jax.Array:
+        if deterministic or self.rate == 0.0:
+            return inputs
+        threshold = round((1.0 - self.rate) * 2**16)
+        *lead, last = inputs.shape
+        words = jax.random.bits(self.make_rng("dropout"), (*lead, (last + 1) // 2), jnp.uint32)
+        halves = (words[..., None] >> jnp.array([0, 16], jnp.uint32)) & 0xFFFF
+        keep = halves.reshape(*lead, -1)[..., :last] < threshold
+        return jnp.where(keep, inputs * (2**16 / threshold), jnp.zeros_like(inputs))
 
 
 class BertLayer(nn.Module):
@@ -257,7 +327,7 @@ class BertLayer(nn.Module):
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array, deterministic: bool,
                  cache_positions: jax.Array | None = None) -> jax.Array:
         cfg = self.config
-        dropout = nn.Dropout(cfg.hidden_dropout)
+        dropout = Dropout(cfg.hidden_dropout)
         attention = SelfAttention(cfg, name="attention")
         attention_norm = make_layer_norm(cfg, "attention_layer_norm")
         intermediate = make_dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "intermediate")
@@ -296,7 +366,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = embed(cfg.max_position_embeddings, (None, "embed"))
         self.token_type_embeddings = embed(cfg.type_vocab_size, (None, "embed"))
         self.layer_norm = make_layer_norm(cfg)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.dropout = Dropout(cfg.hidden_dropout)
 
     def __call__(self, input_ids, segment_ids, position_ids, deterministic: bool) -> jax.Array:
         embedded = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)

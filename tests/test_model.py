@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-from bertjax.model import VARIANTS, BertConfig, BertModel, attention_allowed, stack_layers, unstack_layers
+from bertjax.model import VARIANTS, BertConfig, BertModel, Dropout, attention_allowed, stack_layers, unstack_layers
 
 TINY = BertConfig.from_variant("tiny", vocab_size=50, max_position_embeddings=32, hidden_dropout=0.0,
                                attention_dropout=0.0)
@@ -110,6 +110,34 @@ def test_attention_dropout_is_seeded_and_active_in_training():
     assert np.abs(np.asarray(run(jax.random.key(1)) - run(jax.random.key(2)))).max() > 1e-3
     evaluation = BertModel(config).apply({"params": params}, input_ids, segment_ids, mask).last_hidden_state
     assert np.abs(np.asarray(run(jax.random.key(1)) - evaluation)).max() > 1e-3
+
+
+@pytest.mark.parametrize("rate,shape,dtype", [(0.1, (64, 128, 128), "float32"), (0.3, (7, 31, 33), "float32"),
+                                              (0.1, (64, 128, 129), "bfloat16")])
+def test_dropout_drops_its_rate_and_keeps_the_expected_value(rate, shape, dtype):
+    x = jnp.full(shape, 1.5, dtype)
+    apply = jax.jit(lambda x, key: Dropout(rate).apply({}, x, False, rngs={"dropout": key}))
+    out = np.asarray(apply(x, jax.random.key(0)), np.float64)
+    assert apply(x, jax.random.key(0)).dtype == x.dtype and out.shape == shape
+    dropped = np.mean(out == 0)
+    # Binomial: the dropped fraction is within 4 standard deviations of the rate.
+    assert abs(dropped - rate) < 4 * np.sqrt(rate * (1 - rate) / out.size)
+    kept = out[out != 0]
+    threshold = round((1 - rate) * 2**16)
+    np.testing.assert_allclose(kept, 1.5 * 2**16 / threshold, rtol=1e-2 if dtype == "bfloat16" else 1e-6)
+    # Even and odd positions (the two halves of one draw) are dropped at the same rate.
+    assert abs(np.mean(out[..., 0::2] == 0) - np.mean(out[..., 1::2] == 0)) < 8 * np.sqrt(rate / out.size)
+    np.testing.assert_array_equal(apply(x, jax.random.key(0)), apply(x, jax.random.key(0)))
+    assert np.any(np.asarray(apply(x, jax.random.key(1))) != np.asarray(apply(x, jax.random.key(0))))
+    np.testing.assert_array_equal(Dropout(rate).apply({}, x, True), x)
+
+
+def test_dropout_masks_of_neighbouring_elements_are_independent():
+    # Two elements share one 32-bit draw: their masks must still be independent (P(both dropped) = rate^2).
+    out = np.asarray(Dropout(0.5).apply({}, jnp.ones((256, 1024)), False, rngs={"dropout": jax.random.key(3)}))
+    pairs = (out.reshape(256, 512, 2) == 0)
+    both = np.mean(pairs[..., 0] & pairs[..., 1])
+    assert abs(both - 0.25) < 4 * np.sqrt(0.25 * 0.75 / pairs[..., 0].size)
 
 
 def test_packed_examples_do_not_attend_to_each_other():

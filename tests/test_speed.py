@@ -76,6 +76,24 @@ def test_rematerialisation_leaves_loss_and_gradients_unchanged(remat):
     _close(grads, remat_grads)
 
 
+def test_transposed_kernel_backward_gives_the_compilers_gradients():
+    assert _config().model.dense_backward is None  # "auto": transposed_kernel on CPU
+    # Dropout on: both switches draw the same masks, so only the matrix products differ.
+    tasks = []
+    for choice in ("xla", "transposed_kernel"):
+        config = _config(dense_backward=choice)
+        config.model.update(hidden_dropout=0.1, attention_dropout=0.1)
+        tasks.append(benchmark.synthetic_task(config))
+    batch = _batch(tasks[0])
+    params = tasks[0].init_params(jax.random.PRNGKey(0), batch)
+    rng = jax.random.PRNGKey(5)
+    (loss, grads), (transposed_loss, transposed_grads) = [
+        jax.jit(jax.value_and_grad(lambda p, t=task: t.loss(p, batch, rng)[0]))(params) for task in tasks]
+    assert float(transposed_loss) == pytest.approx(float(loss), rel=1e-6)
+    _close(grads, transposed_grads)
+    assert all(np.any(leaf) for leaf in jax.tree.leaves(transposed_grads["bert"]["encoder"]))
+
+
 def test_bfloat16_compute_stays_close_to_float32():
     plain = benchmark.synthetic_task(_config())
     half = benchmark.synthetic_task(_config(dtype="bfloat16"))
