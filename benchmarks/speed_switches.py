@@ -3,7 +3,8 @@
     python benchmarks/speed_switches.py --variant mini --batch_size 16 --seq_length 128
 
 The baseline: float32, rows padded to 60% real tokens (typical of unpacked text), the MLM head on the masked
-positions, the vocabulary as the config has it, donated state, no rematerialisation. Each row changes one
+positions, the vocabulary as the config has it, donated state, no rematerialisation, the dense layers' input
+gradients against an explicitly transposed kernel (`model.dense_backward`'s CPU default). Each row changes one
 thing. The packing row puts two examples in each row (about full rows): compare real tokens/s. cuDNN's fused
 attention needs a GPU (benchmarks/gpu_check.sh).
 """
@@ -27,6 +28,7 @@ SWITCHES = [  # (label, config changes, measure() changes)
     ("packing (2 examples a row, full rows)", {}, {"packed_examples": 2, "real_fraction": 1.0}),
     ("bfloat16 compute", {"model.dtype": "bfloat16"}, {}),
     ("state not donated", {"train.donate_state": False}, {}),
+    ("input gradients as XLA forms them", {"model.dense_backward": "xla"}, {}),
     ("remat full", {"model.remat": "full"}, {}),
     ("remat dots", {"model.remat": "dots"}, {}),
 ]
