@@ -14,7 +14,8 @@ WORKDIR gets results.json (the best and the final dev metrics), best/ (the best 
 --predict predictions/ in the GLUE server's format (SST-2.tsv, MNLI-m.tsv, MNLI-mm.tsv, AX.tsv, ...), SQuAD's
 (predictions.json, null_odds.json for v2.0, of the dev set) or CoNLL's (test.conll, else validation.conll).
 --seeds=1,2,3 runs once per seed (WORKDIR/seed_N) and writes summary.json: median, mean and std.
---compare_scratch also trains the same model from random initialisation (WORKDIR/scratch) on the same budget.
+--compare_scratch also trains the same model from random initialisation (WORKDIR/scratch) on the same budget
+(with --seeds, once per seed, WORKDIR/scratch/seed_N, summarised in summary.json's `scratch_metrics`).
 Running the same command again resumes.
 """
 
@@ -44,6 +45,26 @@ def _show(label: str, results: dict) -> str:
     return f"{label}: best {results['metric']} at step {best['step']} of {results['num_steps']}: {metrics}"
 
 
+def _scratch_config(config):
+    if not config.train.init_checkpoint:
+        raise ValueError("--compare_scratch compares with an init_checkpoint run; set train.init_checkpoint.")
+    scratch = copy.deepcopy(config)  # the model config already resolved from the checkpoint by finetune.run
+    scratch.train.init_checkpoint = None
+    return scratch
+
+
+def _summarize(workdir: pathlib.Path, seeds: list[str], runs: dict[str, list[dict]]) -> None:
+    """summary.json: per model (pretrained, and scratch with --compare_scratch) the median, mean and std of
+    each best dev metric over the seeds."""
+    summaries = {name: finetune.summarize_seeds(results) for name, results in runs.items()}
+    checkpoint.write_json(workdir / "summary.json", {"seeds": [int(s) for s in seeds], **{
+        ("metrics" if name == "pretrained" else f"{name}_metrics"): summary for name, summary in summaries.items()}})
+    for name, summary in summaries.items():
+        for metric, stats in summary.items():
+            print(f"{name} {metric}: median {stats['median']:.4f}, mean {stats['mean']:.4f} ± {stats['std']:.4f} "
+                  f"over {len(stats['values'])} seeds")
+
+
 def main(argv):
     del argv
     if _DISTRIBUTED.value:
@@ -51,19 +72,19 @@ def main(argv):
     workdir = pathlib.Path(_WORKDIR.value)
     lead = jax.process_index() == 0
     if _SEEDS.value:
-        runs = []
+        runs = {"pretrained": [], **({"scratch": []} if _COMPARE_SCRATCH.value else {})}
         for seed in _SEEDS.value:
             config = copy.deepcopy(_CONFIG.value)
             config.seed = int(seed)
-            runs.append(finetune.run(config, workdir / f"seed_{seed}", predict=_PREDICT.value))
+            runs["pretrained"].append(finetune.run(config, workdir / f"seed_{seed}", predict=_PREDICT.value))
             if lead:
-                print(_show(f"seed {seed}", runs[-1]))
-        summary = finetune.summarize_seeds(runs)
+                print(_show(f"seed {seed}", runs["pretrained"][-1]))
+            if _COMPARE_SCRATCH.value:
+                runs["scratch"].append(finetune.run(_scratch_config(config), workdir / "scratch" / f"seed_{seed}"))
+                if lead:
+                    print(_show(f"seed {seed} from scratch", runs["scratch"][-1]))
         if lead:
-            checkpoint.write_json(workdir / "summary.json", {"seeds": [int(s) for s in _SEEDS.value], "metrics": summary})
-            for name, stats in summary.items():
-                print(f"{name}: median {stats['median']:.4f}, mean {stats['mean']:.4f} ± {stats['std']:.4f} "
-                      f"over {len(stats['values'])} seeds")
+            _summarize(workdir, _SEEDS.value, runs)
         return
     config = _CONFIG.value
     results = finetune.run(config, workdir, predict=_PREDICT.value)
@@ -72,11 +93,7 @@ def main(argv):
         for path in results.get("predictions", []):
             print(f"predictions: {path}")
     if _COMPARE_SCRATCH.value:
-        if not config.train.init_checkpoint:
-            raise ValueError("--compare_scratch compares with an init_checkpoint run; set train.init_checkpoint.")
-        scratch_config = copy.deepcopy(config)  # the model config already resolved from the checkpoint
-        scratch_config.train.init_checkpoint = None
-        scratch = finetune.run(scratch_config, workdir / "scratch")
+        scratch = finetune.run(_scratch_config(config), workdir / "scratch")
         if lead:
             metric = results["metric"]
             print(_show("from scratch", scratch))
