@@ -51,6 +51,8 @@ _STEPS = flags.DEFINE_integer("steps", 300, "Pretraining updates per model; fewe
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Rows per pretraining update, for every model.")
 _SEQ_LENGTH = flags.DEFINE_integer("seq_length", 128, "Tokens per pretraining row.")
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 2048, "SentencePiece vocabulary size.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Peak pretraining learning rate, for every model.")
+_WARMUP = flags.DEFINE_float("warmup_fraction", 0.1, "Pretraining warmup, as a share of the updates.")
 _FINETUNE_EPOCHS = flags.DEFINE_float("finetune_epochs", 3.0, "Fine-tuning epochs over the stdlib train split.")
 _FINETUNE_BATCH = flags.DEFINE_integer("finetune_batch_size", 32, "Docstrings per fine-tuning update.")
 _FINETUNE_RATE = flags.DEFINE_float("finetune_learning_rate", 1e-3, "Peak fine-tuning learning rate.")
@@ -94,7 +96,7 @@ def _config(name: str, workdir: pathlib.Path, lock: bool = True) -> config_dict.
     config.train.update(num_steps=steps, global_batch_size=_BATCH_SIZE.value, eval_batch_size=32,
                         log_every=max(steps // 30, 1), eval_every=max(steps // 6, 1), checkpoint_every=steps,
                         keep_checkpoints=1)
-    config.optim.update(learning_rate=2e-3, warmup_steps=max(steps // 20, 1))
+    config.optim.update(learning_rate=_LEARNING_RATE.value, warmup_steps=max(round(steps * _WARMUP.value), 1))
     if lock:
         config.lock()
     return config
@@ -301,7 +303,8 @@ def _tagging_data_summary(task: ner.NerTask) -> dict:
 def _pretraining_settings(name: str) -> dict:
     """What a cached downstream result depends on besides its own settings: the pretrained model."""
     return {"model": EXPERIMENTS[name][1], "steps": _STEPS.value, "batch_size": _BATCH_SIZE.value,
-            "seq_length": _SEQ_LENGTH.value, "vocab_size": _VOCAB_SIZE.value}
+            "seq_length": _SEQ_LENGTH.value, "vocab_size": _VOCAB_SIZE.value,
+            "learning_rate": _LEARNING_RATE.value, "warmup_fraction": _WARMUP.value}
 
 
 def _cached(path: pathlib.Path, settings: dict, compute) -> dict:
