@@ -73,7 +73,24 @@ def test_frozen_layer_states_per_token_and_pooled():
     # The top layer is what the classifier pools (its logits are the classifier applied to it).
     logits = model.apply({"params": params}, jnp.asarray(ids), jnp.asarray(mask))
     classifier = params["classifier"]
-    np.testing.assert_allclose(logits, pooled[-1] @ classifier["kernel"] + classifier["bias"], rtol=1e-4, atol=1e-5)
+    normalized = (pooled[-1] - pooled[-1].mean(-1, keepdims=True)) / pooled[-1].std(-1, keepdims=True)
+    np.testing.assert_allclose(logits, normalized @ classifier["kernel"] + classifier["bias"], rtol=1e-3, atol=1e-4)
+
+
+def test_standardize_per_token_states_counts_real_tokens_only():
+    rng = np.random.default_rng(0)
+    states = rng.normal(3.0, 0.01, size=(2, 4, 5, 3)).astype(np.float32)  # S, N, L, D: small and off-centre
+    mask = np.ones((4, 5), np.int32)
+    mask[:, 3:] = 0
+    states[:, mask == 0] = 1e6  # padding, which must not count
+    statistics = transfer.standardize(states, mask)
+    real = states[:, mask > 0]  # S, real tokens, D
+    np.testing.assert_allclose(real.mean(axis=1), 0.0, atol=1e-3)
+    np.testing.assert_allclose(real.std(axis=1), 1.0, rtol=1e-3)
+    # Other states (a dev set) take the training statistics, not their own.
+    other = np.full((2, 1, 5, 3), 3.0, np.float32)
+    transfer.standardize(other, statistics=statistics)
+    np.testing.assert_allclose(other, (3.0 - statistics[0]) / statistics[1] * np.ones_like(other), rtol=1e-5)
 
 
 @pytest.mark.parametrize("objective", ["pretraining", "causal_lm", "forward_backward", "elmo"])

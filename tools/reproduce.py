@@ -271,11 +271,14 @@ def _tagging_combinations(hidden_states: int) -> list[str]:
 
 
 def _tagging(model, params, task: ner.NerTask) -> dict[str, dict[str, float]]:
-    """Dev entity F1 (overall and per type) of a BiLSTM tagger on each layer combination of a frozen model."""
+    """Dev entity F1 (overall and per type) of a BiLSTM tagger on each layer combination of a frozen model's
+    states, each hidden state standardised with the training sentences' statistics."""
     (_, train_features), (dev_sentences, dev_features) = task.split("train"), task.split("validation")
     states = {name: transfer.layer_states(model, params, features["input_ids"], features["attention_mask"],
                                           pooled=False)
               for name, features in (("train", train_features), ("validation", dev_features))}
+    statistics = transfer.standardize(states["train"], train_features["attention_mask"])
+    transfer.standardize(states["validation"], statistics=statistics)
     gold = [list(sentence.tags) for sentence in dev_sentences]
     results = {}
     for how in _tagging_combinations(states["train"].shape[0]):

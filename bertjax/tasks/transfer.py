@@ -57,9 +57,18 @@ def _positions(input_ids: jax.Array) -> jax.Array:
     return jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)  # B, L
 
 
+def normalize(pooled: jax.Array) -> jax.Array:
+    """Each pooled vector (..., D) to zero mean and unit variance over its D features: a LayerNorm without
+    parameters (the classifier after it is affine anyway). Models differ in the scale of their states (a
+    post-LN transformer's are about 1, an LSTM's far smaller), which would otherwise set how fast the same
+    classifier learns at the same rate."""
+    mean = jnp.mean(pooled, axis=-1, keepdims=True)
+    return (pooled - mean) * jax.lax.rsqrt(jnp.var(pooled, axis=-1, keepdims=True) + 1e-6)
+
+
 class PooledClassifier(nn.Module):
     """A backbone, whose parameters keep their own names (no prefix: `nn.share_scope`), and a classifier on
-    the mean of its top layer over real tokens (`attention_mask` > 0), after dropout."""
+    the mean of its top layer over real tokens (`attention_mask` > 0), normalized, after dropout."""
 
     backbone: nn.Module
     num_labels: int
@@ -73,7 +82,7 @@ class PooledClassifier(nn.Module):
     def __call__(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
         """(B, L) ids and mask -> (B, C) logits."""
         output = self.backbone(input_ids, attention_mask, _positions(input_ids), deterministic=deterministic)
-        pooled = features.pool(output.hidden_states[-1], attention_mask, "mean")  # B, D
+        pooled = normalize(features.pool(output.hidden_states[-1], attention_mask, "mean"))  # B, D
         return self.classifier(self.pooled_dropout(pooled, deterministic=deterministic)).astype(jnp.float32)
 
 
@@ -121,6 +130,27 @@ def layer_states(model: nn.Module, params, input_ids: np.ndarray, attention_mask
                            for start in range(0, len(input_ids), batch_size)], axis=1)
 
 
+def standardize(states: np.ndarray, attention_mask: np.ndarray | None = None,
+                statistics: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise each hidden state's features, in place: (S, N, D) pooled or (S, N, L, D) per-token states
+    (then with the (N, L) `attention_mask`, whose padding does not count). With `statistics` (mean, scale),
+    those (a training set's); else the states' own, which are returned. A fixed affine map per feature, which
+    a downstream model could learn itself; without it, the scale of each model's states (a post-LN
+    transformer's about 1, an LSTM's and a raw embedding's far smaller) decides how fast it does."""
+    if statistics is None:
+        if attention_mask is None:
+            mean, scale = states.mean(axis=1, keepdims=True), states.std(axis=1, keepdims=True)
+        else:  # one hidden state at a time: the per-token states are large
+            real = attention_mask > 0  # N, L
+            mean = np.stack([state[real].mean(axis=0) for state in states])[:, None, None]  # S, 1, 1, D
+            scale = np.stack([state[real].std(axis=0) for state in states])[:, None, None]
+        statistics = mean.astype(np.float32), (scale + 1e-6).astype(np.float32)
+    for state, mean, scale in zip(states, *statistics):
+        state -= mean
+        state /= scale
+    return statistics
+
+
 class MixClassifier(nn.Module):
     """ELMo's feature-based classifier: `ScalarMix` over the (S, N, D) pooled layers, then a linear layer."""
 
@@ -137,11 +167,12 @@ def fit_mix_classifier(train_layers: np.ndarray, train_labels: np.ndarray, num_l
     set's statistics first (ELMo's optional layer normalisation), full-batch Adam, an L2 penalty on the
     classifier's weights. Returns (predict: (S, M, D) layers -> (M,) labels, the mix's softmax weights (S,),
     its scale gamma)."""
-    mean, scale = train_layers.mean(axis=1, keepdims=True), train_layers.std(axis=1, keepdims=True) + 1e-6
+    inputs = train_layers.copy()
+    statistics = standardize(inputs)
+    inputs = jnp.asarray(inputs)
     model = MixClassifier(num_labels)
-    params = model.init(jax.random.PRNGKey(seed), train_layers[:, :1])["params"]
+    params = model.init(jax.random.PRNGKey(seed), inputs[:, :1])["params"]
     optimizer = optax.adam(learning_rate)
-    inputs = jnp.asarray((train_layers - mean) / scale)
 
     def loss(params):
         logits = model.apply({"params": params}, inputs)
@@ -158,6 +189,8 @@ def fit_mix_classifier(train_layers: np.ndarray, train_labels: np.ndarray, num_l
         params, state = step(params, state)
 
     def predict(layers: np.ndarray) -> np.ndarray:
-        return np.asarray(jnp.argmax(model.apply({"params": params}, (layers - mean) / scale), axis=-1))
+        layers = layers.copy()
+        standardize(layers, statistics=statistics)
+        return np.asarray(jnp.argmax(model.apply({"params": params}, layers), axis=-1))
 
     return predict, np.asarray(jax.nn.softmax(params["mix"]["scores"])), float(params["mix"]["gamma"])
