@@ -19,7 +19,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import flags
 from ml_collections import config_flags
 
@@ -45,30 +44,6 @@ def encoder_states(task, params, features, batch_size: int = 64) -> np.ndarray:
                                        for name in ("input_ids", "segment_ids", "attention_mask"))))
               for start in range(0, len(features["input_ids"]), batch_size)]
     return np.concatenate(states, axis=1)
-
-
-def train_tagger(how: str, num_labels: int, train_states, train_features, rng: np.random.Generator):
-    tagger = ner.FeatureTagger(num_labels=num_labels, how=how, hidden_size=_TAGGER_SIZE.value)
-    optimizer = optax.adam(_LEARNING_RATE.value)
-    params = tagger.init(jax.random.PRNGKey(0), train_states[:, :1], train_features["attention_mask"][:1])["params"]
-    opt_state = optimizer.init(params)
-
-    @jax.jit
-    def step(params, opt_state, states, batch):
-        def loss(params):
-            logits = tagger.apply({"params": params}, states, batch["attention_mask"])
-            return ner.token_loss(logits, batch)[0]
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
-
-    count = train_states.shape[1]
-    for _ in range(_STEPS.value):
-        rows = rng.choice(count, size=min(_BATCH_SIZE.value, count), replace=False)
-        batch = {name: train_features[name][rows] for name in ("attention_mask", "label_ids", "label_weights")}
-        batch["example_weight"] = np.ones(len(rows), np.float32)
-        params, opt_state, _ = step(params, opt_state, train_states[:, rows], batch)
-    return tagger, params
 
 
 def main(argv):
@@ -97,10 +72,11 @@ def main(argv):
             print(f"{how:<18} needs more layers than this encoder's {train_states.shape[0] - 1}")
             continue
         start = time.perf_counter()
-        tagger, tagger_params = train_tagger(how, len(task.labels), train_states, train_features,
-                                             np.random.default_rng(0))
-        logits = jax.jit(tagger.apply)({"params": tagger_params}, dev_states, dev_features["attention_mask"])
-        tags = ner.word_tags(np.asarray(jnp.argmax(logits, -1)), dev_features, dev_sentences, task.labels)
+        tagger, tagger_params = ner.fit_feature_tagger(
+            how, len(task.labels), train_states, train_features, steps=_STEPS.value, batch_size=_BATCH_SIZE.value,
+            learning_rate=_LEARNING_RATE.value, hidden_size=_TAGGER_SIZE.value)
+        tag_ids = ner.predict_feature_tags(tagger, tagger_params, dev_states, dev_features)
+        tags = ner.word_tags(tag_ids, dev_features, dev_sentences, task.labels)
         metrics = ner.entity_metrics([list(sentence.tags) for sentence in dev_sentences], tags)
         print(f"{how:<18} {100 * metrics['f1']:7.2f} {100 * metrics['precision']:9.2f} "
               f"{100 * metrics['recall']:7.2f} {time.perf_counter() - start:8.1f}")

@@ -95,11 +95,12 @@ def predict_and_write(config, task, params_path: pathlib.Path, directory: pathli
     return written
 
 
-def run(config, workdir: str | pathlib.Path, *, predict: bool = False) -> dict:
-    """One fine-tuning run; returns (and writes to WORKDIR/results.json) the best and final dev metrics."""
+def run(config, workdir: str | pathlib.Path, *, predict: bool = False, task=None) -> dict:
+    """One fine-tuning run; returns (and writes to WORKDIR/results.json) the best and final dev metrics. `task`:
+    a task object built from `config` (its model config already complete), instead of `make_task(config)`'s."""
     workdir = pathlib.Path(workdir)
     resolve_from_checkpoint(config)
-    task = make_task(config)
+    task = make_task(config) if task is None else task
     if config.finetune.num_epochs > 0:
         config.train.num_steps = steps_for_epochs(task.num_train_examples(), config.finetune.num_epochs,
                                                   config.train.global_batch_size)

@@ -144,6 +144,28 @@ def test_feature_tagger_shapes_and_padding():
     np.testing.assert_allclose(apply({"params": params}, padded, mask)[0, :3], logits[0, :3], atol=1e-5)
 
 
+def test_fit_feature_tagger_learns_tags_the_features_carry():
+    rng = np.random.default_rng(0)
+    label_ids = rng.integers(0, 3, (64, 6)).astype(np.int32)
+    states = rng.normal(size=(2, 64, 6, 4)).astype(np.float32)
+    states[1, ..., :3] += 3.0 * np.eye(3)[label_ids]  # the last layer tells each position's tag
+    features = {"attention_mask": np.ones((64, 6), np.int32), "label_ids": label_ids,
+                "label_weights": np.ones((64, 6), np.float32)}
+    tagger, params = ner.fit_feature_tagger("last", 3, states[:, :48], {k: v[:48] for k, v in features.items()},
+                                            steps=60, batch_size=16, learning_rate=1e-2, hidden_size=8)
+    predicted = ner.predict_feature_tags(tagger, params, states[:, 48:], {k: v[48:] for k, v in features.items()},
+                                         batch_size=8)
+    assert predicted.shape == (16, 6) and np.mean(predicted == label_ids[48:]) > 0.9
+
+
+def test_dictionary_baseline_by_hand():
+    train = [ner.Sentence(("open", "path", "now"), ("O", "B-ARG", "O"), 1),
+             ner.Sentence(("the", "path", "is", "Foo"), ("O", "B-ARG", "O", "I-DEF"), 5),  # IOB1-style I-: B-
+             ner.Sentence(("a", "path"), ("O", "O"), 10)]
+    predicted = ner.dictionary_tags(train, [ner.Sentence(("path", "Foo", "unseen"), ("O", "O", "O"), 1)])
+    assert predicted == [["B-ARG", "B-DEF", "O"]]  # most frequent tag per word; an unseen word O
+
+
 # --- the task end to end ------------------------------------------------------------------------------------
 def tiny_config(sp_tokenizer_path, scheme):
     config = ner_config.get_config()

@@ -100,7 +100,7 @@ _EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages"
 MIN_DOCSTRING_CHARS = 80
 
 
-def _stdlib_files() -> list[pathlib.Path]:
+def stdlib_files() -> list[pathlib.Path]:
     root = pathlib.Path(sysconfig.get_paths()["stdlib"])
     files = []
     for path in sorted(root.rglob("*.py")):
@@ -111,7 +111,7 @@ def _stdlib_files() -> list[pathlib.Path]:
     return files
 
 
-def _docstring(node: ast.AST) -> str | None:
+def docstring_of(node: ast.AST) -> str | None:
     """The docstring of a module, class or function node (ast.get_docstring would import inspect)."""
     body = getattr(node, "body", None)
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
@@ -120,7 +120,7 @@ def _docstring(node: ast.AST) -> str | None:
     return None
 
 
-def _docstring_document(docstring: str) -> Document:
+def docstring_document(docstring: str) -> Document:
     """A docstring -> sentences: paragraphs joined, doctest and indented code lines dropped."""
     sentences = []
     for paragraph in re.split(r"\n\s*\n", docstring):
@@ -134,7 +134,7 @@ def builtin_documents() -> Iterator[tuple[str, Document]]:
     """(package, document) pairs of the built-in corpus, in a fixed order. `package` is the top-level
     standard-library package or module a docstring comes from ("pydoc_topics" for the help topics)."""
     root = pathlib.Path(sysconfig.get_paths()["stdlib"])
-    for path in _stdlib_files():
+    for path in stdlib_files():
         if path.name == "topics.py" and path.parent.name == "pydoc_data":
             continue
         try:
@@ -145,9 +145,9 @@ def builtin_documents() -> Iterator[tuple[str, Document]]:
         nodes = [tree] + [node for node in ast.walk(tree)
                           if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
         for node in nodes:
-            docstring = _docstring(node)
+            docstring = docstring_of(node)
             if docstring and len(" ".join(docstring.split())) > MIN_DOCSTRING_CHARS:
-                document = _docstring_document(docstring)
+                document = docstring_document(docstring)
                 if document:
                     yield package, document
     topics = root / "pydoc_data" / "topics.py"
@@ -157,7 +157,7 @@ def builtin_documents() -> Iterator[tuple[str, Document]]:
             if isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values):
                     if isinstance(key, ast.Constant) and isinstance(value, ast.Constant):
-                        document = _docstring_document(value.value)
+                        document = docstring_document(value.value)
                         if document:
                             yield "pydoc_topics", document
                 break

@@ -335,3 +335,52 @@ class FeatureTagger(nn.Module):
         recurrent = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(self.hidden_size)),
                                      nn.RNN(nn.OptimizedLSTMCell(self.hidden_size)))
         return nn.Dense(self.num_labels)(recurrent(features, seq_lengths=lengths))  # B, L, C
+
+
+def fit_feature_tagger(how: str, num_labels: int, states, features: dict[str, np.ndarray], *, steps: int,
+                       batch_size: int = 32, learning_rate: float = 3e-3, hidden_size: int = 64,
+                       seed: int = 0) -> tuple[FeatureTagger, dict]:
+    """Train a `FeatureTagger` on a frozen encoder's (S, N, L, D) hidden states of `features`' rows (their
+    attention_mask, label_ids and label_weights): Adam, `steps` batches of `batch_size` rows drawn at random.
+    Returns the tagger and its parameters."""
+    tagger = FeatureTagger(num_labels=num_labels, how=how, hidden_size=hidden_size)
+    optimizer = optax.adam(learning_rate)
+    params = tagger.init(jax.random.PRNGKey(seed), states[:, :1], features["attention_mask"][:1])["params"]
+    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, opt_state, batch_states, batch):
+        def loss(params):
+            return token_loss(tagger.apply({"params": params}, batch_states, batch["attention_mask"]), batch)[0]
+        grads = jax.grad(loss)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    rng, count = np.random.default_rng(seed), states.shape[1]
+    for _ in range(steps):
+        rows = np.sort(rng.choice(count, size=min(batch_size, count), replace=False))
+        batch = {name: features[name][rows] for name in ("attention_mask", "label_ids", "label_weights")}
+        batch["example_weight"] = np.ones(len(rows), np.float32)
+        params, opt_state = step(params, opt_state, states[:, rows], batch)
+    return tagger, params
+
+
+def predict_feature_tags(tagger: FeatureTagger, params, states, features: dict[str, np.ndarray],
+                         batch_size: int = 256) -> np.ndarray:
+    """(N, L) predicted label ids of a trained `FeatureTagger` over (S, N, L, D) states."""
+    run = jax.jit(lambda states, mask: jnp.argmax(tagger.apply({"params": params}, states, mask), -1))
+    return np.concatenate([np.asarray(run(states[:, start:start + batch_size],
+                                          features["attention_mask"][start:start + batch_size]))
+                           for start in range(0, states.shape[1], batch_size)])
+
+
+def dictionary_tags(train: list[Sentence], sentences: list[Sentence]) -> list[list[str]]:
+    """The baseline a tagger must beat: each word gets the IOB2 tag it has most often in `train` (ties: the
+    tag seen first), a word never seen there O."""
+    counts: dict[str, dict[str, int]] = {}
+    for sentence in train:
+        for word, tag in zip(sentence.words, to_iob2(sentence.tags)):
+            counts.setdefault(word, {}).setdefault(tag, 0)
+            counts[word][tag] += 1
+    best = {word: max(tags, key=tags.get) for word, tags in counts.items()}
+    return [[best.get(word, "O") for word in sentence.words] for sentence in sentences]
