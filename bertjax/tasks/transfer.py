@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from bertjax import elmo, features
-from bertjax.model import BertConfig, BertModel, make_dense
+from bertjax.model import BertConfig, BertModel, Dropout, make_dense
 from bertjax.tasks import causal_lm, glue
 
 OBJECTIVES = ("pretraining", *causal_lm.OBJECTIVES)
@@ -76,7 +76,7 @@ class PooledClassifier(nn.Module):
 
     def setup(self):
         nn.share_scope(self, self.backbone)
-        self.pooled_dropout = nn.Dropout(self.dropout_rate)
+        self.pooled_dropout = Dropout(self.dropout_rate)
         self.classifier = make_dense(self.backbone.config, self.num_labels, ("embed", None))
 
     def __call__(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
