@@ -11,7 +11,9 @@ tokens):
 
 - fine-tuned: each pretrained model whole, plus a linear classifier on its mean-pooled top layer, trained on
   the `stdlib` task's train split (which package a docstring comes from) and scored on its dev split, the
-  same budget for each; each architecture trained the same way from scratch is the control;
+  same budget for each, at each of a few peak rates (the best on dev reported, as in BERT's paper, so that no
+  model is judged at a rate chosen for another); each architecture trained the same way from scratch is the
+  control;
 - feature-based: the frozen model's layers, mean-pooled, combined by ELMo's learned scalar mix under a linear
   classifier, on the same task; each architecture untrained is the control;
 - the BERT paper's feature-layer table on a tagging task made from the corpus (`bertjax.data.docstring_tags`:
@@ -55,7 +57,9 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Peak pretraining lea
 _WARMUP = flags.DEFINE_float("warmup_fraction", 0.1, "Pretraining warmup, as a share of the updates.")
 _FINETUNE_EPOCHS = flags.DEFINE_float("finetune_epochs", 3.0, "Fine-tuning epochs over the stdlib train split.")
 _FINETUNE_BATCH = flags.DEFINE_integer("finetune_batch_size", 32, "Docstrings per fine-tuning update.")
-_FINETUNE_RATE = flags.DEFINE_float("finetune_learning_rate", 1e-3, "Peak fine-tuning learning rate.")
+_FINETUNE_RATES = flags.DEFINE_list("finetune_learning_rates", ["1e-4", "3e-4", "1e-3", "3e-3"],
+                                     "Peak fine-tuning learning rates: every model (and its control from scratch) "
+                                     "is fine-tuned at each, and the best on dev is reported, as in BERT's paper.")
 _FINETUNE_LENGTH = flags.DEFINE_integer("finetune_seq_length", 64, "Tokens per docstring (the rest is cut).")
 _TAGGER_STEPS = flags.DEFINE_integer("tagger_steps", 1000, "Updates of each feature-based tagger.")
 _TAGGING_MODELS = flags.DEFINE_list("tagging_models", ["bert_mlm", "causal_lm", "elmo"],
@@ -112,15 +116,23 @@ def _finetune_steps(train_examples: int) -> int:
     return _scaled(finetune.steps_for_epochs(train_examples, _FINETUNE_EPOCHS.value, _FINETUNE_BATCH.value))
 
 
-def _finetune_config(name: str, workdir: pathlib.Path, pretrained: bool) -> config_dict.ConfigDict:
-    """The same fine-tuning for every model: the stdlib task, AdamW, warmup over 10%, linear decay, dropout as
-    in pretraining, one evaluation at the end."""
+def _finetune_rates() -> list[float]:
+    try:
+        return [float(rate) for rate in _FINETUNE_RATES.value]
+    except ValueError as error:
+        raise ValueError(f"--finetune_learning_rates={_FINETUNE_RATES.value}: expected numbers such as "
+                         "1e-4,3e-4,1e-3.") from error
+
+
+def _finetune_config(name: str, workdir: pathlib.Path, pretrained: bool, rate: float) -> config_dict.ConfigDict:
+    """The same fine-tuning for every model: the stdlib task, AdamW at peak `rate`, warmup over 10%, linear
+    decay, dropout as in pretraining, one evaluation at the end."""
     config = _config(name, workdir, lock=False)
     config.finetune.update(task="stdlib", num_epochs=0.0)  # num_steps set below, from the epochs
     config.data.max_seq_length = _FINETUNE_LENGTH.value
     config.train.update(global_batch_size=_FINETUNE_BATCH.value, eval_batch_size=64, eval_every=0,
                         init_checkpoint=str(workdir / name) if pretrained else None)
-    config.optim.update(learning_rate=_FINETUNE_RATE.value, warmup_fraction=0.1)
+    config.optim.update(learning_rate=rate, warmup_fraction=0.1)
     config.lock()
     return config
 
@@ -222,20 +234,22 @@ def _backbone(name: str, workdir: pathlib.Path, trained: bool):
     return model, (checkpoint.load_params(workdir / name, jax.eval_shape(init)) if trained else init())
 
 
-def _finetune(name: str, workdir: pathlib.Path, pretrained: bool) -> dict:
-    """Fine-tune `name`'s pretrained model (or its architecture from scratch) on stdlib: final dev metrics."""
-    config = _finetune_config(name, workdir, pretrained)
+def _finetune(name: str, workdir: pathlib.Path, pretrained: bool, rate: float) -> dict:
+    """Fine-tune `name`'s pretrained model (or its architecture from scratch) on stdlib at peak `rate`: final
+    dev metrics."""
+    config = _finetune_config(name, workdir, pretrained, rate)
     task = transfer.PooledClassificationTask(config, EXPERIMENTS[name][0])
     config.train.num_steps = _finetune_steps(task.num_train_examples())
     config.train.update(log_every=max(config.train.num_steps // 10, 1), checkpoint_every=config.train.num_steps)
-    run_dir = workdir / "finetune" / (name if pretrained else f"{name}_from_scratch")
+    run_dir = workdir / "finetune" / f"lr_{rate:g}" / (name if pretrained else f"{name}_from_scratch")
     results = finetune.run(config, run_dir, task=task)
     return {**results["final"], "steps": config.train.num_steps, "seconds": _train_seconds(run_dir)}
 
 
 def _classification_data(workdir: pathlib.Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The stdlib task's train and dev splits as the fine-tuning runs read them: (ids, mask, labels)."""
-    task = transfer.PooledClassificationTask(_finetune_config("bert_mlm", workdir, False), "pretraining")
+    config = _finetune_config("bert_mlm", workdir, False, _finetune_rates()[0])
+    task = transfer.PooledClassificationTask(config, "pretraining")
     splits = {}
     for split in ("train", "validation"):
         batches = list(task.dataset(split, batch_size=64, seed=0, train=False))
@@ -324,16 +338,17 @@ def _cached(path: pathlib.Path, settings: dict, compute) -> dict:
 
 
 def _downstream(names: list[str], workdir: pathlib.Path) -> dict:
-    """Fine-tuned, feature-based and tagging results per model, and their controls."""
+    """Fine-tuned (per learning rate), feature-based and tagging results per model, and their controls."""
     skip = set(_SKIP.value)
     out = {"finetuned": {}, "scratch": {}, "feature_based": {}, "feature_based_untrained": {}, "tagging": {}}
     controls = list(dict.fromkeys(CONTROL[name] for name in names))
+    rates = _finetune_rates()
     if "finetune" not in skip:
         for name in names:
-            out["finetuned"][name] = _finetune(name, workdir, pretrained=True)
+            out["finetuned"][name] = {f"{rate:g}": _finetune(name, workdir, True, rate) for rate in rates}
         if "scratch" not in skip:
             for control in controls:
-                out["scratch"][control] = _finetune(control, workdir, pretrained=False)
+                out["scratch"][control] = {f"{rate:g}": _finetune(control, workdir, False, rate) for rate in rates}
     if "features" not in skip:
         data = _classification_data(workdir)
         for name, trained in [*[(name, True) for name in names], *[(control, False) for control in controls]]:
@@ -405,27 +420,43 @@ def _percent(result: dict | None, key: str = "accuracy") -> str:
     return f"{result[key]:.1%}" if result else "-"
 
 
+def _best_rate(by_rate: dict | None) -> str:
+    """The best dev accuracy over the fine-tuning rates, and the rate that gave it."""
+    if not by_rate:
+        return "-"
+    rate, result = max(by_rate.items(), key=lambda item: item[1]["accuracy"])
+    return f"{result['accuracy']:.1%} ({rate})"
+
+
 def _classification_table(names: list[str], downstream: dict) -> list[str]:
-    finetuned = downstream["finetuned"]
-    steps = next(iter(finetuned.values()))["steps"] if finetuned else 0
+    finetuned, scratch = downstream["finetuned"], downstream["scratch"]
+    rates = list(next(iter(finetuned.values()))) if finetuned else []
+    steps = next(iter(next(iter(finetuned.values())).values()))["steps"] if finetuned else 0
     train_examples = len(glue.stdlib_examples("train"))
     lines = [f"Downstream, the `stdlib` task (which of {len(glue.STDLIB_PACKAGES)} packages a docstring comes from; "
              f"trained on its {train_examples:,} train docstrings, accuracy on its "
              f"{len(glue.stdlib_examples('validation'))} dev docstrings, each cut to {_FINETUNE_LENGTH.value} "
              f"tokens). Fine-tuned: the whole model plus a linear classifier on its mean-pooled top layer, {steps} "
              f"updates of {_FINETUNE_BATCH.value} docstrings ({steps * _FINETUNE_BATCH.value / train_examples:.1f} "
-             f"epochs) at a peak rate of {_FINETUNE_RATE.value:g}, the same for every "
-             f"model; from scratch: the same architecture and training from random parameters. Feature-based: "
-             f"the frozen model's layers, each mean-pooled, ELMo's learned scalar mix, a linear classifier; "
-             f"untrained: the same on the architecture's random parameters.", "",
+             f"epochs) at each peak rate of {', '.join(rates)}, the same for every model, the best on dev reported "
+             f"with its rate; from scratch: the same architecture and training from random parameters. "
+             f"Feature-based: the frozen model's layers, each mean-pooled, ELMo's learned scalar mix, a linear "
+             f"classifier; untrained: the same on the architecture's random parameters.", "",
              "| model | fine-tuned | same architecture from scratch | feature-based | feature-based, untrained "
              "| learned mix weights (embeddings first) |", "|---|---:|---:|---:|---:|---|"]
     for name in names:
         feature = downstream["feature_based"].get(name)
         weights = ", ".join(f"{w:.2f}" for w in feature["mix_weights"]) if feature else "-"
-        lines.append(f"| {name} | {_percent(finetuned.get(name))} | "
-                     f"{_percent(downstream['scratch'].get(CONTROL[name]))} | {_percent(feature)} | "
+        lines.append(f"| {name} | {_best_rate(finetuned.get(name))} | {_best_rate(scratch.get(CONTROL[name]))} | "
+                     f"{_percent(feature)} | "
                      f"{_percent(downstream['feature_based_untrained'].get(CONTROL[name]))} | {weights} |")
+    if finetuned:
+        rows = [(name, finetuned[name]) for name in names if name in finetuned]
+        rows += [(f"{control} from scratch", by_rate) for control, by_rate in scratch.items()]
+        lines += ["", "Fine-tuning dev accuracy at each peak rate:", "",
+                  "| model | " + " | ".join(rates) + " |", "|---|" + "---:|" * len(rates)]
+        lines += [f"| {label} | " + " | ".join(_percent(by_rate.get(rate)) for rate in rates) + " |"
+                  for label, by_rate in rows]
     return lines
 
 
@@ -485,7 +516,8 @@ def _part_seconds(results: dict, downstream: dict) -> dict[str, float]:
     def total(*groups):
         return sum(result["seconds"] for group in groups for result in group.values())
 
-    return {"pretraining": total(results), "fine-tuning": total(downstream["finetuned"], downstream["scratch"]),
+    finetuning = [by_rate for group in ("finetuned", "scratch") for by_rate in downstream[group].values()]
+    return {"pretraining": total(results), "fine-tuning": total(*finetuning),
             "feature-based": total(downstream["feature_based"], downstream["feature_based_untrained"]),
             "tagging": total(downstream["tagging"])}
 
