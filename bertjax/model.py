@@ -310,6 +310,8 @@ class Dropout(nn.Module):
     def __call__(self, inputs: jax.Array, deterministic: bool) -> jax.Array:
         if deterministic or self.rate == 0.0:
             return inputs
+        if self.rate >= 1.0:  # no threshold keeps anything (and 2^16 / 0 has no value)
+            return jnp.zeros_like(inputs)
         threshold = round((1.0 - self.rate) * 2**16)
         *lead, last = inputs.shape
         words = jax.random.bits(self.make_rng("dropout"), (*lead, (last + 1) // 2), jnp.uint32)

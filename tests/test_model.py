@@ -132,6 +132,12 @@ def test_dropout_drops_its_rate_and_keeps_the_expected_value(rate, shape, dtype)
     np.testing.assert_array_equal(Dropout(rate).apply({}, x, True), x)
 
 
+def test_dropout_at_rate_one_drops_everything():
+    x = jnp.ones((4, 5))
+    out = Dropout(1.0).apply({}, x, False, rngs={"dropout": jax.random.key(0)})
+    np.testing.assert_array_equal(out, np.zeros((4, 5)))
+
+
 def test_dropout_masks_of_neighbouring_elements_are_independent():
     # Two elements share one 32-bit draw: their masks must still be independent (P(both dropped) = rate^2).
     out = np.asarray(Dropout(0.5).apply({}, jnp.ones((256, 1024)), False, rngs={"dropout": jax.random.key(3)}))

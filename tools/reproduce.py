@@ -430,8 +430,9 @@ def _best_rate(by_rate: dict | None) -> str:
 
 def _classification_table(names: list[str], downstream: dict) -> list[str]:
     finetuned, scratch = downstream["finetuned"], downstream["scratch"]
-    rates = list(next(iter(finetuned.values()))) if finetuned else []
-    steps = next(iter(next(iter(finetuned.values())).values()))["steps"] if finetuned else 0
+    first = next(iter(finetuned.values()), {})  # one model's results by rate: every model has the same rates
+    rates = list(first)
+    steps = next(iter(first.values()))["steps"] if first else 0
     train_examples = len(glue.stdlib_examples("train"))
     lines = [f"Downstream, the `stdlib` task (which of {len(glue.STDLIB_PACKAGES)} packages a docstring comes from; "
              f"trained on its {train_examples:,} train docstrings, accuracy on its "

@@ -62,8 +62,7 @@ def normalize(pooled: jax.Array) -> jax.Array:
     parameters (the classifier after it is affine anyway). Models differ in the scale of their states (a
     post-LN transformer's are about 1, an LSTM's far smaller), which would otherwise set how fast the same
     classifier learns at the same rate."""
-    mean = jnp.mean(pooled, axis=-1, keepdims=True)
-    return (pooled - mean) * jax.lax.rsqrt(jnp.var(pooled, axis=-1, keepdims=True) + 1e-6)
+    return jax.nn.standardize(pooled, axis=-1, epsilon=1e-6)
 
 
 class PooledClassifier(nn.Module):
