@@ -1,84 +1,18 @@
-"""Measuring training speed: model FLOPs counted by hand, peak FLOP/s of the chips, and timed train steps of
-the real pretraining task on synthetic batches of realistic shape (padding, packing, masked positions).
-
-Model FLOPs of one pretraining step (forward + backward = 3 x forward; a multiply-add is 2 FLOPs), for B rows of
-L tokens with P predicted positions each, hidden size D, N layers, vocabulary V:
-
-    6 x (parameters of the N encoder layers) x tokens          the dense layers: every token through every layer
-  + 12 x N x B x L^2 x D                                        attention scores (Q K^T) and the weighted sum (P V)
-  + 6 x B x P x (D^2 + D x V)                                   the MLM head on the predicted positions
-  + 6 x B x (D^2 + 2 D)                                         pooler and sentence head
-
-"Tokens" are all B x L positions for the hardware's work, or only the real ones for MFU counting real tokens.
+"""Measuring training speed: timed train steps of the real pretraining task on synthetic batches of realistic
+shape (padding, packing, masked positions). The FLOP counts and chip peaks it reports come from
+`bertjax.flops`.
 """
 
 import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from bertjax import cli, flops, train
 from bertjax.model import BertConfig
-
-# Dense bf16 peak FLOP/s per chip, from the vendors' data sheets (NVIDIA SXM parts, without sparsity).
-PEAK_FLOPS = {
-    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12,
-    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v6 lite": 918e12,
-}
-
-
-def encoder_layer_parameters(config: BertConfig) -> int:
-    d, f = config.hidden_size, config.intermediate_size
-    attention = 4 * d * d + 4 * d  # query, key, value, output kernels and biases
-    feed_forward = 2 * d * f + f + d
-    layer_norms = 4 * d
-    return config.num_layers * (attention + feed_forward + layer_norms)
-
-
-def analytic_flops(config: BertConfig, batch: int, length: int, predictions: int, tokens: int | None = None) -> float:
-    """Model FLOPs of one training step (see the module docstring). `tokens` (default B x L) counts the
-    positions that go through the dense layers; attention always spans the whole rows."""
-    d, v = config.hidden_size, config.vocab_size
-    tokens = batch * length if tokens is None else tokens
-    dense = 6 * encoder_layer_parameters(config) * tokens
-    attention = 12 * config.num_layers * batch * length * length * d
-    mlm_head = 6 * batch * predictions * (d * d + d * v)
-    sentence = 6 * batch * (d * d + 2 * d)
-    return float(dense + attention + mlm_head + sentence)
-
-
-def known_peak(device=None) -> tuple[str, float] | None:
-    """(name, bf16 peak FLOP/s) of a chip in `PEAK_FLOPS`, matched on its device kind; None if unknown."""
-    kind = (device or jax.devices()[0]).device_kind
-    for name, flops in PEAK_FLOPS.items():
-        if name.lower() in kind.lower():
-            return name, flops
-    return None
-
-
-def measured_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a large jitted matrix multiplication on this device: the practical peak where none is
-    known (a CPU). The best of `repeats` timings."""
-    a = jnp.ones((size, size), dtype)
-    matmul = jax.jit(lambda x: x @ x)
-    matmul(a).block_until_ready()
-    best = min(_timed(lambda: matmul(a).block_until_ready()) for _ in range(repeats))
-    return 2 * size ** 3 / best
-
-
-def peak_flops(dtype: str = "float32") -> tuple[str, float]:
-    """The peak to compute MFU against: the data sheet's for known chips, else measured."""
-    known = known_peak()
-    if known:
-        return f"{known[0]} bf16 data sheet", known[1]
-    return f"measured {dtype} matmul on {jax.devices()[0].device_kind}", measured_peak(dtype)
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+from bertjax.optim import make_optimizer
+from bertjax.tasks.pretraining import PretrainingTask
 
 
 def synthetic_batch(config: BertConfig, batch: int, length: int, predictions: int, *, real_fraction: float = 1.0,
@@ -113,10 +47,6 @@ def synthetic_batch(config: BertConfig, batch: int, length: int, predictions: in
     return out
 
 
-def real_tokens(batch: dict[str, np.ndarray]) -> int:
-    return int(np.count_nonzero(batch["attention_mask"]))
-
-
 @dataclasses.dataclass
 class StepTiming:
     seconds: list[float]  # each timed step, synchronised with the device
@@ -132,9 +62,6 @@ class StepTiming:
 def time_train_steps(task, optim_config, batch: dict[str, np.ndarray], *, steps: int = 10, warmup: int = 2,
                      donate: bool = True) -> StepTiming:
     """Compile the real train step for `task` (one device), then time `steps` updates after `warmup`."""
-    from bertjax import train
-    from bertjax.optim import make_optimizer
-
     optimizer = make_optimizer(optim_config, 10**9, task.model_config.num_layers)  # the schedule is immaterial here
     batch = jax.device_put(batch)
     state = jax.jit(lambda: train.init_train_state(task, optimizer, 0, batch))()
@@ -152,41 +79,32 @@ def time_train_steps(task, optim_config, batch: dict[str, np.ndarray], *, steps:
         jax.block_until_ready((state, sums))
         seconds.append(time.perf_counter() - start)
     stats = jax.devices()[0].memory_stats() or {}
-    return StepTiming(seconds, compile_seconds, train._flops(compiled), stats.get("peak_bytes_in_use"))
+    return StepTiming(seconds, compile_seconds, flops.xla_flops(compiled), stats.get("peak_bytes_in_use"))
 
 
-def synthetic_task(config, pad_vocab: bool = False):
-    """The pretraining task's model and loss (bertjax.tasks.pretraining) without a tokenizer or data, for
-    timing on synthetic batches. `pad_vocab` rounds the model's vocabulary up to a multiple of 128, the
-    logits of the extra ids masked out as for a tokenizer of the original size."""
-    from bertjax.tasks.pretraining import PretrainingTask
-
+def synthetic_task(config, pad_vocab: bool = False) -> PretrainingTask:
+    """The pretraining task's model and loss without a tokenizer or data, for timing on synthetic batches.
+    `pad_vocab` rounds the model's vocabulary up to a multiple of 128, the logits of the extra ids masked out
+    as for a tokenizer of the original size."""
     real_vocab = BertConfig.from_config(config.model).vocab_size
     if pad_vocab:
         config.model.vocab_size = -(-real_vocab // 128) * 128
-    task = PretrainingTask.__new__(PretrainingTask)
-    task._set_model(config)
-    task.real_vocab_size = real_vocab
-    task.identity = {"task": "pretraining (synthetic batches)"}
-    return task
+    return PretrainingTask(config, data=False, real_vocab_size=real_vocab)
 
 
 def measure(config, *, batch_size, length, predictions, real_fraction, packed_examples, pad_vocab, steps,
             warmup) -> dict:
     """Time the pretraining step of `config` on a synthetic batch; every figure tools/benchmark.py reports."""
-    from bertjax import cli
-
     task = synthetic_task(config, pad_vocab)
     model = task.model_config
     predictions = predictions or max(1, round(0.15 * length))
     batch = synthetic_batch(model, batch_size, length, predictions, real_fraction=real_fraction,
-                                      packed_examples=packed_examples)
-    timing = time_train_steps(task, config.optim, batch, steps=steps, warmup=warmup,
-                                        donate=config.train.donate_state)
-    real = real_tokens(batch)
-    flops_all = analytic_flops(model, batch_size, length, predictions)
-    flops_real = analytic_flops(model, batch_size, length, predictions, tokens=real)
-    peak_name, peak = peak_flops(model.dtype)
+                            packed_examples=packed_examples)
+    timing = time_train_steps(task, config.optim, batch, steps=steps, warmup=warmup, donate=config.train.donate_state)
+    real = task.real_tokens(batch)
+    flops_all = flops.analytic_flops(model, batch_size, length, predictions)
+    flops_real = flops.analytic_flops(model, batch_size, length, predictions, tokens=real)
+    peak_name, peak = flops.peak_flops(model.dtype)
     seconds = timing.median
     return {
         "device": jax.devices()[0].device_kind, "model": f"{model.num_layers}x{model.hidden_size}",

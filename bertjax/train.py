@@ -1,13 +1,15 @@
 """The one train loop, used by pretraining and fine-tuning alike, and its pure step functions.
 
-A task (`bertjax.tasks.*`) supplies the model's parameters, loss, metric sums and datasets; this module
-owns the train state, the jitted steps (compiled in `compile_steps`, the one jit site), checkpoints,
-evaluation and reporting.
+A task (`bertjax.tasks.*`, the contract in `bertjax.tasks.base`) supplies the model's parameters, loss, metric
+sums and datasets; this module owns the train state, the jitted steps (compiled in `compile_steps` and
+`compile_evaluation`, the one jit site), checkpoints, evaluation and reporting. `fit` is the small loop of
+models outside the contract (feature-based classifiers over frozen states).
 """
 
 import functools
 import pathlib
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import flax.struct
@@ -17,8 +19,9 @@ import numpy as np
 import optax
 from absl import logging
 
-from bertjax import benchmark, checkpoint, faults, reporting, sharding
+from bertjax import checkpoint, faults, flops, reporting, sharding
 from bertjax.optim import learning_rate_schedule, make_optimizer
+from bertjax.tasks.base import PredictiveTask, Task, is_predictive
 
 
 @flax.struct.dataclass
@@ -82,45 +85,70 @@ def eval_step(params, batch, *, task) -> dict:
     return task.loss(params, batch, None)[1]
 
 
-def predict_step(params, batch, *, task) -> dict:
+def predict_step(params, batch, *, task: PredictiveTask) -> dict:
     """A fine-tuning task's per-row outputs (no dropout), with each row's example index and weight."""
     return {**task.predict(params, batch), "example_index": batch["example_index"],
             "example_weight": batch["example_weight"]}
 
 
-def is_predictive(task) -> bool:
-    """Fine-tuning tasks evaluate from whole-split predictions (`predict` / `evaluate`): metrics such as F1,
-    Matthews correlation or SQuAD's exact match do not add up over batches."""
-    return hasattr(task, "predict")
+def compile_evaluation(task: Task, params_shardings=None, mesh=None):
+    """The jitted evaluation step: metric sums of a batch, or a predictive task's predictions. On a mesh the
+    parameters keep `params_shardings`, batches are split over data x fsdp, and the outputs are replicated
+    (every process gets all of them)."""
+    evaluate = functools.partial(predict_step if is_predictive(task) else eval_step, task=task)
+    if mesh is None:
+        return jax.jit(evaluate)
+    return jax.jit(evaluate, in_shardings=(params_shardings, sharding.batch_sharding(mesh)),
+                   out_shardings=sharding.replicated(mesh))
 
 
-def compile_steps(task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None, donate: bool = True,
-                  skip_nonfinite: bool = False):
+def compile_steps(task: Task, optimizer, accumulation_steps: int, state_shardings=None, mesh=None,
+                  donate: bool = True, skip_nonfinite: bool = False):
     """The jitted train and evaluation steps: the train state's buffers are donated to the new state. On a
-    mesh, the state keeps `state_shardings`, batches are split over data x fsdp, and metric sums or
-    predictions are replicated (every process gets all of them). The evaluation step gives metric sums, or
-    predictions for a predictive task."""
+    mesh, the state keeps `state_shardings`, batches are split over data x fsdp, and metric sums are
+    replicated. The evaluation step is `compile_evaluation`'s."""
     train = functools.partial(train_step, task=task, optimizer=optimizer, accumulation_steps=accumulation_steps,
                               skip_nonfinite=skip_nonfinite)
-    evaluate = functools.partial(predict_step if is_predictive(task) else eval_step, task=task)
     donated = (0,) if donate else ()
     if mesh is None:
-        return jax.jit(train, donate_argnums=donated), jax.jit(evaluate)
+        return jax.jit(train, donate_argnums=donated), compile_evaluation(task)
     batch, whole = sharding.batch_sharding(mesh), sharding.replicated(mesh)
     return (jax.jit(train, in_shardings=(state_shardings, batch), out_shardings=(state_shardings, whole),
                     donate_argnums=donated),
-            jax.jit(evaluate, in_shardings=(state_shardings.params, batch), out_shardings=whole))
+            compile_evaluation(task, state_shardings.params, mesh))
+
+
+def fit(loss: Callable[..., jax.Array], params, optimizer: optax.GradientTransformation,
+        batches: Iterable[tuple]) -> Any:
+    """The small loop of models outside the task contract (a feature-based classifier or tagger over a frozen
+    encoder's states): one jitted update of `loss(params, *inputs)` per element of `batches`, no dropout,
+    no checkpoints. Returns the final parameters."""
+
+    @jax.jit
+    def step(params, opt_state, *inputs):
+        grads = jax.grad(loss)(params, *inputs)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    opt_state = optimizer.init(params)
+    for inputs in batches:
+        params, opt_state = step(params, opt_state, *inputs)
+    return params
+
+
+def itstime(step: int, every: int, total: int, *, last: bool = True) -> bool:
+    """Whether a periodic action (log, checkpoint, evaluation) is due after update `step` of `total`: every
+    `every` steps (never when `every` is 0), and at the last step too; with `last=False` never at the last
+    step (the caller does it after the loop)."""
+    if every <= 0:
+        return False
+    if step == total:
+        return last
+    return step % every == 0
 
 
 def count_parameters(params) -> int:
     return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
-
-
-def _flops(compiled) -> float | None:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0] if analysis else {}
-    return float(analysis["flops"]) if analysis and "flops" in analysis else None
 
 
 def _split_batches(task, split: str, batch_size: int):
@@ -204,7 +232,7 @@ def _peak_flops(train_config) -> float | None:
     sheet's for a known chip; None on a CPU."""
     if train_config.get("peak_tflops"):
         return train_config.peak_tflops * 1e12 * jax.device_count()
-    known = benchmark.known_peak()
+    known = flops.known_peak()
     return known[1] * jax.device_count() if known else None
 
 
@@ -236,7 +264,7 @@ def _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
     state, how = checkpoint.restore_or_init(
         checkpointer, sharding.with_shardings(abstract_state, state_shardings),
         jax.jit(fresh_state, out_shardings=state_shardings), iterator, config.train.init_checkpoint,
-        with_params=with_params, identity=task.identity, fresh=getattr(task, "fresh_parameters", ()))
+        with_params=with_params, identity=task.identity, fresh=task.fresh_parameters)
     return state, state_shardings, how
 
 
@@ -274,11 +302,11 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
         global_example = {name: jax.ShapeDtypeStruct((train_config.global_batch_size, *value.shape[1:]), value.dtype)
                           for name, value in example.items()}
         compiled = train_step_fn.lower(state, global_example).compile()
-        flops = _flops(compiled)
+        xla_flops = flops.xla_flops(compiled)
         progress = reporting.Progress(start_step, train_config.num_steps)
         progress.write(
             f"{task.name}: {count_parameters(state.params):,} parameters; "
-            + (f"{flops / 1e9:,.1f} GFLOPs per device per step (XLA); " if flops else "")
+            + (f"{xla_flops / 1e9:,.1f} GFLOPs per device per step (XLA); " if xla_flops else "")
             + f"global batch {train_config.global_batch_size} = {jax.process_count()} process(es) x {batch_size}"
             + (f" in {train_config.accumulation_steps} micro-batches" if train_config.accumulation_steps > 1 else "")
             + f", {train_config.global_batch_size // train_config.accumulation_steps // batch_ways} per device"
@@ -301,7 +329,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
             checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
 
         peak = _peak_flops(train_config)
-        step_flops = getattr(task, "model_flops", lambda batch: (flops or 0.0) * jax.device_count())
+
+        def step_flops(batch) -> float:  # the task's count of model FLOPs, else XLA's of the compiled step
+            counted = task.model_flops(batch)
+            return (xla_flops or 0.0) * jax.device_count() if counted is None else counted
         sums, window, last_eval = None, _Window(), None
         try:
             for step in range(start_step + 1, train_config.num_steps + 1):
@@ -315,21 +346,21 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                 finite_guard.observe(step, step_sums)
                 sums = step_sums if sums is None else _accumulate(sums, step_sums)
                 progress.update()
-                if step % train_config.log_every == 0 or step == train_config.num_steps:
+                if itstime(step, train_config.log_every, train_config.num_steps):
                     metrics = _summary(sums, window, float(schedule(step - 1)), task, peak)
                     writer.write(step, "train", metrics)
                     progress.show(loss=metrics["loss"], tokens_per_s=f"{metrics['tokens_per_second']:,.0f}",
                                   **({"mfu": f"{metrics['mfu']:.1%}"} if "mfu" in metrics else {}),
                                   input_wait=f"{metrics['input_wait_fraction']:.0%}")
                     sums, window = None, _Window()
-                if train_config.checkpoint_every and step % train_config.checkpoint_every == 0:
+                if itstime(step, train_config.checkpoint_every, train_config.num_steps):
                     save_checkpoint(step)
                 if preemption.requested(step):
                     if checkpointer.latest_step() != step:
                         save_checkpoint(step)
                     checkpointer.wait()
                     raise faults.Preempted(step, checkpointer.directory / str(step), preemption.signal_name)
-                if train_config.eval_every and step % train_config.eval_every == 0 and step < train_config.num_steps:
+                if itstime(step, train_config.eval_every, train_config.num_steps, last=False):
                     evaluation_start = time.perf_counter()
                     last_eval = run_evaluation(step)
                     window.excluded_seconds += time.perf_counter() - evaluation_start

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bertjax import benchmark, train
+from bertjax import benchmark, flops, train
 from bertjax.optim import make_optimizer
 from configs import common
 
@@ -154,5 +154,5 @@ def test_analytic_flops_agree_with_xla_cost_analysis(variant, batch, length):
     state = jax.eval_shape(lambda: train.init_train_state(task, optimizer, 0, example))
     step, _ = train.compile_steps(task, optimizer, 1)
     xla = train._flops(step.lower(state, example).compile())
-    analytic = benchmark.analytic_flops(task.model_config, batch, length, predictions)
+    analytic = flops.analytic_flops(task.model_config, batch, length, predictions)
     assert xla == pytest.approx(analytic, rel=0.10), (xla / 1e9, analytic / 1e9)

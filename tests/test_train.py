@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bertjax import benchmark, checkpoint, train
+from bertjax import checkpoint, flops, train
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
 from configs import common
@@ -135,8 +135,8 @@ def test_run_writes_its_reports(prepared_dir, sp_tokenizer_path, tmp_path):
     # Live MFU = model FLOPs per step x steps/s over the peak; the FLOPs of a step lie between those of an
     # all-padding batch and a full one.
     example = task.example_batch(8)
-    empty_flops = benchmark.analytic_flops(task.model_config, 8, 64, example["masked_positions"].shape[1], tokens=0)
-    full_flops = benchmark.analytic_flops(task.model_config, 8, 64, example["masked_positions"].shape[1])
+    empty_flops = flops.analytic_flops(task.model_config, 8, 64, example["masked_positions"].shape[1], tokens=0)
+    full_flops = flops.analytic_flops(task.model_config, 8, 64, example["masked_positions"].shape[1])
     for record in (r for r in records if r["split"] == "train"):
         assert 0 <= record["input_wait_fraction"] < 1
         flops_per_step = record["mfu"] * 0.01e12 * jax.device_count() / record["steps_per_second"]

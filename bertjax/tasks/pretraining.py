@@ -1,7 +1,8 @@
-"""The pretraining task: BERT's masked LM plus the sentence task, on the prepared-shards pipeline.
+"""The pretraining task: BERT's masked LM plus the sentence task, on the prepared-shards pipeline (the task
+contract is `bertjax.tasks.base.Task`).
 
-A task is what the one train loop (`bertjax.train`) needs to know of a job: its model and parameters, its
-loss and metric sums, its datasets, and how to summarise metrics. Fine-tuning tasks provide the same.
+Built with `data=False` it has the model and loss alone, with no tokenizer or prepared data: what benchmarks
+and memory tables time on synthetic batches (`bertjax.benchmark`).
 """
 
 import flax.linen as nn
@@ -9,42 +10,43 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bertjax import benchmark, losses
+from bertjax import flops, losses
 from bertjax.data import pipeline, shards, tokenizer
 from bertjax.heads import BertForPretraining, gather_positions
 from bertjax.model import BertConfig
+from bertjax.tasks.base import TaskBase
 
 
-class PretrainingTask:
+class PretrainingTask(TaskBase):
     name = "pretraining"
 
-    def __init__(self, config):
-        self._set_model(config)
-        self.data = config.data
-        for key in ("tokenizer", "prepared_dir"):
-            if not config.data[key]:
-                raise ValueError(f"config.data.{key} is not set; pass --config.data.{key}=... "
-                                 "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
-        if config.data.max_seq_length > self.model_config.max_position_embeddings:
-            raise ValueError(f"data.max_seq_length={config.data.max_seq_length} exceeds the model's "
-                             f"max_position_embeddings={self.model_config.max_position_embeddings}.")
-        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
-        shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
-        self.real_vocab_size = self.tokenizer.vocab_size
-        # Recorded in each checkpoint; resuming with other values is refused.
-        self.identity = {"task": self.name, "tokenizer_fingerprint": self.tokenizer.fingerprint}
-
-    def _set_model(self, config):
+    def __init__(self, config, *, data: bool = True, real_vocab_size: int | None = None):
+        """`data=False`: no tokenizer or prepared data (`dataset` refuses); `real_vocab_size` then says how
+        many of the model's ids are real (a vocabulary padded to a multiple of 128 masks the rest)."""
         self.model_config = BertConfig.from_config(config.model)
         self.model = BertForPretraining(self.model_config)
         if config.train.mlm_positions not in ("masked", "all"):
             raise ValueError(f"train.mlm_positions={config.train.mlm_positions!r}: choose 'masked' or 'all'.")
         self.mlm_all_positions = config.train.mlm_positions == "all"
-        self.real_vocab_size = self.model_config.vocab_size  # the tokenizer's, when the model's is padded
+        self.data, self.tokenizer = config.data, None
+        if not data:
+            self.real_vocab_size = real_vocab_size or self.model_config.vocab_size
+            self.identity = {"task": f"{self.name} (no data)"}
+            return
+        self.require(config.data, ("tokenizer", "prepared_dir"), "data",
+                     "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
+        self.check_sequence_length(config.data.max_seq_length, self.model_config)
+        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
+        shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
+        self.real_vocab_size = self.tokenizer.vocab_size  # the model's may be padded
+        # Recorded in each checkpoint; resuming with other values is refused.
+        self.identity = {"task": self.name, "tokenizer_fingerprint": self.tokenizer.fingerprint}
 
     # --- data -----------------------------------------------------------------------------------------------
     def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
                 process_count: int = 1):
+        if self.tokenizer is None:
+            raise ValueError("This pretraining task was built without data (data=False).")
         return pipeline.pretraining_dataset(self.data, self.tokenizer, split, batch_size=batch_size, seed=seed,
                                             train=train, process_index=process_index, process_count=process_count)
 
@@ -52,15 +54,12 @@ class PretrainingTask:
         """An all-padding batch of the pipeline's shapes, to initialise and compile with."""
         return pipeline.empty_batch(self.data, batch_size)
 
-    @staticmethod
-    def real_tokens(batch) -> int:
-        return int(np.count_nonzero(batch["attention_mask"]))
-
     def model_flops(self, batch) -> float:
-        """Model FLOPs of a training step on `batch`, counting real tokens (see bertjax.benchmark)."""
+        """Model FLOPs of a training step on `batch`, counting real tokens (see bertjax.flops). It counts them
+        itself: the loop calls `real_tokens` once a step, which tests count."""
         rows, length = batch["input_ids"].shape
-        return benchmark.analytic_flops(self.model_config, rows, length, batch["masked_positions"].shape[1],
-                                        tokens=int(np.count_nonzero(batch["attention_mask"])))
+        return flops.analytic_flops(self.model_config, rows, length, batch["masked_positions"].shape[1],
+                                    tokens=int(np.count_nonzero(batch["attention_mask"])))
 
     # --- model ----------------------------------------------------------------------------------------------
     def init_params(self, rng: jax.Array, batch, boxed: bool = False):
