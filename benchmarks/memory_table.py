@@ -12,42 +12,18 @@ optimizer state divide by N; activations divide with the batch.
 import argparse
 import functools
 
-import flax.linen as nn
 import jax
 import numpy as np
 
-from bertjax import losses, train
-from bertjax.heads import BertForPretraining
-from bertjax.model import BertConfig
+from bertjax import train
 from bertjax.optim import make_optimizer
+from bertjax.tasks.pretraining import PretrainingTask
 from configs import common
 
 
-class _Task:
-    """The pretraining loss on synthetic batches: enough to compile a train step."""
-
-    name = "memory"
-
-    def __init__(self, config: BertConfig):
-        self.model = BertForPretraining(config)
-
-    def init_params(self, rng, batch, boxed=False):
-        params = self.model.init(rng, batch["input_ids"], masked_positions=batch["masked_positions"])["params"]
-        return params if boxed else nn.meta.unbox(params)
-
-    def loss(self, params, batch, rng, normalizers=None):
-        output = self.model.apply({"params": params}, batch["input_ids"], batch["segment_ids"],
-                                  batch["attention_mask"], masked_positions=batch["masked_positions"],
-                                  deterministic=rng is None, rngs={"dropout": rng} if rng is not None else {})
-        return losses.pretraining_loss(output, batch, normalizers)
-
-    @staticmethod
-    def normalizers(batch):
-        return losses.pretraining_normalizers(batch)
-
-
 def step_memory(variant: str, length: int, tokens: int, remat: str) -> dict[str, float]:
-    config = BertConfig.from_variant(variant, dtype="bfloat16", attention_dropout=0.0, remat=remat)
+    config = common.get_config()
+    config.model.update(variant=variant, dtype="bfloat16", attention_dropout=0.0, remat=remat)
     batch_size = max(tokens // length, 1)
     predictions = round(0.15 * length)
     batch = {
@@ -62,7 +38,7 @@ def step_memory(variant: str, length: int, tokens: int, remat: str) -> dict[str,
     optim = common.optim_config()
     optim.warmup_steps = 1
     optimizer = make_optimizer(optim, 10)
-    task = _Task(config)
+    task = PretrainingTask(config, data=False)
     zeros = {name: np.zeros(value.shape, value.dtype) for name, value in batch.items()}
     state = jax.eval_shape(functools.partial(train.init_train_state, task, optimizer, 0, zeros))
     step, _ = train.compile_steps(task, optimizer, 1)

@@ -24,8 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bertjax.model import BertConfig, Dropout, logical_normal, logical_zeros
-from bertjax.tasks.causal_lm import LMOutput
+from bertjax.heads import LMOutput
+from bertjax.model import BertConfig, logical_normal, logical_zeros, make_dropout
 
 
 class ElmoLM(nn.Module):
@@ -45,7 +45,7 @@ class ElmoLM(nn.Module):
 
         self.forward_layers = [lstm(False, index) for index in range(cfg.num_layers)]
         self.backward_layers = [lstm(True, index) for index in range(cfg.num_layers)]
-        self.dropout = Dropout(cfg.hidden_dropout)
+        self.dropout = make_dropout(cfg, cfg.hidden_dropout)
         self.output_bias = self.param("output_bias", logical_zeros(("vocab",)), (cfg.vocab_size,), cfg.param_dtype)
 
     def __call__(self, input_ids, attention_mask, position_ids=None, *, deterministic: bool = True) -> LMOutput:

@@ -1,5 +1,7 @@
 """Output heads over the encoder: the pretraining model, the causal (forward) language model, and the
-fine-tuning models (sequence classification, span prediction, token tagging) named as HF names them.
+fine-tuning models (sequence classification, span prediction, token tagging) named as HF names them; and the
+language models the objectives of `bertjax.tasks.causal_lm` train (`TransformerLM`, `ForwardBackwardLM`, all
+returning `LMOutput`; ELMo's biLSTM is `bertjax.elmo`).
 
 Shape letters: B batch, L length, P predicted positions per sequence, D hidden, V vocab.
 """
@@ -10,8 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bertjax.model import (ACTIVATIONS, BertConfig, BertModel, Dropout, EncoderOutput, logical_zeros, make_dense,
-                           make_layer_norm)
+from bertjax.model import (ACTIVATIONS, BertConfig, BertModel, EncoderOutput, logical_zeros, make_dense,
+                           make_dropout, make_layer_norm)
 
 
 def gather_positions(hidden: jax.Array, positions: jax.Array) -> jax.Array:
@@ -105,7 +107,7 @@ class BertForSequenceClassification(nn.Module):
 
     def setup(self):
         self.bert = BertModel(self.config)
-        self.dropout = Dropout(self.config.hidden_dropout)
+        self.dropout = make_dropout(self.config, self.config.hidden_dropout)
         self.classifier = make_dense(self.config, self.num_labels, ("embed", None))
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
@@ -138,7 +140,7 @@ class BertForTokenClassification(nn.Module):
 
     def setup(self):
         self.bert = BertModel(self.config)
-        self.dropout = Dropout(self.config.hidden_dropout)
+        self.dropout = make_dropout(self.config, self.config.hidden_dropout)
         self.classifier = make_dense(self.config, self.num_labels, ("embed", None))
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
@@ -146,3 +148,49 @@ class BertForTokenClassification(nn.Module):
         encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic)
         hidden = self.dropout(encoder.last_hidden_state, deterministic=deterministic)
         return HeadOutput(self.classifier(hidden).astype(jnp.float32), encoder)
+
+
+# --- language models: the objectives of bertjax.tasks.causal_lm ---------------------------------------
+class LMOutput(NamedTuple):
+    next_logits: jax.Array  # B, L, V: position t scores token t+1
+    previous_logits: jax.Array | None  # B, L, V: position t scores token t-1 (two-direction models)
+    hidden_states: tuple[jax.Array, ...]  # per layer (B, L, D), the input embeddings first
+
+
+def reverse_rows(input_ids: jax.Array, attention_mask: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Each row read right to left: ids, document ids, and positions restarting per (reversed) document."""
+    input_ids, attention_mask = input_ids[:, ::-1], attention_mask[:, ::-1]
+    index = jnp.arange(input_ids.shape[1])
+    starts = jnp.concatenate([jnp.ones_like(attention_mask[:, :1], bool),
+                              attention_mask[:, 1:] != attention_mask[:, :-1]], axis=1)
+    first = jax.lax.cummax(jnp.where(starts, index, 0), axis=1)  # B, L: where each position's document starts
+    return input_ids, attention_mask, index - first
+
+
+class TransformerLM(BertForCausalLM):
+    """`BertForCausalLM` (the same parameters) called as every objective's model is: (ids, document ids,
+    positions) -> `LMOutput`."""
+
+    def __call__(self, input_ids, attention_mask, position_ids, *, deterministic: bool = True) -> LMOutput:
+        output = super().__call__(input_ids, None, attention_mask, position_ids, deterministic=deterministic)
+        return LMOutput(output.logits, None, output.encoder.hidden_states)
+
+
+class ForwardBackwardLM(nn.Module):
+    """Bidirectionality from two one-directional models: a causal transformer LM reading left to right
+    (`forward`) and another reading each row right to left (`backward`), trained side by side. Their
+    features at each position and layer are concatenated (B, L, 2D), as ELMo concatenates its LSTMs'."""
+
+    config: BertConfig
+
+    def setup(self):
+        self.forward = BertForCausalLM(self.config)
+        self.backward = BertForCausalLM(self.config)
+
+    def __call__(self, input_ids, attention_mask, position_ids, *, deterministic: bool = True) -> LMOutput:
+        ahead = self.forward(input_ids, None, attention_mask, position_ids, deterministic=deterministic)
+        reversed_ids, reversed_mask, reversed_positions = reverse_rows(input_ids, attention_mask)
+        behind = self.backward(reversed_ids, None, reversed_mask, reversed_positions, deterministic=deterministic)
+        hidden_states = tuple(jnp.concatenate([forward, backward[:, ::-1]], axis=-1)
+                              for forward, backward in zip(ahead.encoder.hidden_states, behind.encoder.hidden_states))
+        return LMOutput(ahead.logits, behind.logits[:, ::-1], hidden_states)

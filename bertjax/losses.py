@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bertjax.heads import PretrainingOutput
+from bertjax.heads import LMOutput, PretrainingOutput
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array):
@@ -113,4 +113,83 @@ def summarize_classification(metric_sums: Mapping[str, jax.Array]) -> dict[str, 
     summary = {"example_loss": float(metric_sums["example_loss_sum"]) / weight}
     if "correct_sum" in metric_sums:
         summary["accuracy"] = float(metric_sums["correct_sum"]) / weight
+    return summary
+
+
+def span_loss(logits: jax.Array, batch, normalizers=None):
+    """Mean of the start and end cross entropies over positions (padding excluded), weighted by
+    `example_weight`; and metric sums (loss, start and end accuracy)."""
+    weights = batch["example_weight"].astype(jnp.float32)
+    normalizer = jnp.sum(weights) if normalizers is None else normalizers["span"]
+    logits = jnp.where(batch["attention_mask"][..., None] > 0, logits, -1e9)  # B, L, 2
+    sums = {"span_weight": jnp.sum(weights)}
+    total = 0.0
+    for index, name in enumerate(("start", "end")):
+        labels = batch[f"{name}_position"]
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits[..., index], labels)
+        sums[f"{name}_loss_sum"] = jnp.sum(losses * weights)
+        sums[f"{name}_correct_sum"] = jnp.sum((jnp.argmax(logits[..., index], -1) == labels) * weights)
+        total = total + sums[f"{name}_loss_sum"]
+    return total / 2 / jnp.maximum(normalizer, 1e-8), sums
+
+
+def token_loss(logits: jax.Array, batch, normalizers=None):
+    """Mean cross entropy over labelled positions (first sub-tokens of real examples); metric sums."""
+    weights = batch["label_weights"] * batch["example_weight"][:, None].astype(jnp.float32)  # B, L
+    normalizer = jnp.sum(weights) if normalizers is None else normalizers["tokens"]
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["label_ids"])
+    sums = {"tag_loss_sum": jnp.sum(losses * weights), "tag_weight": jnp.sum(weights),
+            "tag_correct_sum": jnp.sum((jnp.argmax(logits, -1) == batch["label_ids"]) * weights)}
+    return sums["tag_loss_sum"] / jnp.maximum(normalizer, 1e-8), sums
+
+
+# --- language models: next-token (and previous-token) prediction -------------------------------------
+def next_token_targets(input_ids: jax.Array, attention_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(B, L) -> the token each position predicts going forward (t+1), and weights: 1 where t+1 is in the
+    same document, else 0 (the last token of a document or row, padding)."""
+    targets = jnp.roll(input_ids, -1, axis=1)
+    following = jnp.roll(attention_mask, -1, axis=1)
+    weights = (attention_mask > 0) & (following == attention_mask)
+    return targets, weights.at[:, -1].set(False).astype(jnp.float32)
+
+
+def previous_token_targets(input_ids: jax.Array, attention_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(B, L) -> the token each position predicts going backward (t-1), and its weights."""
+    targets, weights = next_token_targets(input_ids[:, ::-1], attention_mask[:, ::-1])
+    return targets[:, ::-1], weights[:, ::-1]
+
+
+def lm_normalizers(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """The weights a whole batch's mean losses divide by (as `losses.pretraining_normalizers`)."""
+    _, weights = next_token_targets(batch["input_ids"], batch["attention_mask"])
+    _, backward = previous_token_targets(batch["input_ids"], batch["attention_mask"])
+    return {"lm": jnp.sum(weights), "backward_lm": jnp.sum(backward)}
+
+
+def lm_loss(output: LMOutput, batch: Mapping[str, jax.Array], normalizers: Mapping[str, jax.Array] | None = None):
+    """Mean next-token cross entropy, plus the mean previous-token one for two-direction models (ELMo
+    maximises both log likelihoods jointly). Returns (loss, metric sums)."""
+    normalizers = lm_normalizers(batch) if normalizers is None else normalizers
+    metrics, total = {}, 0.0
+    directions = [("lm", output.next_logits, next_token_targets)]
+    if output.previous_logits is not None:
+        directions.append(("backward_lm", output.previous_logits, previous_token_targets))
+    for name, logits, targets_of in directions:
+        targets, weights = targets_of(batch["input_ids"], batch["attention_mask"])
+        loss_sum, weight = weighted_cross_entropy(logits, targets, weights)
+        metrics.update({f"{name}_loss_sum": loss_sum, f"{name}_correct_sum": weighted_correct(logits, targets, weights),
+                        f"{name}_weight": weight})
+        total = total + loss_sum / jnp.maximum(normalizers[name], 1e-8)
+    return total, metrics
+
+
+def summarize_lm(metric_sums: Mapping[str, jax.Array]) -> dict[str, float]:
+    """Aggregated sums -> loss, accuracy and perplexity per direction."""
+    summary = {}
+    for name in ("lm", "backward_lm"):
+        if f"{name}_weight" in metric_sums:
+            weight = max(float(metric_sums[f"{name}_weight"]), 1e-8)
+            summary[f"{name}_loss"] = float(metric_sums[f"{name}_loss_sum"]) / weight
+            summary[f"{name}_accuracy"] = float(metric_sums[f"{name}_correct_sum"]) / weight
+            summary[f"{name}_perplexity"] = math.exp(min(summary[f"{name}_loss"], 700.0))
     return summary

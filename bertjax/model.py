@@ -38,6 +38,10 @@ REMAT_POLICIES = {"none": None, "full": None, "dots": jax.checkpoint_policies.ch
 # (docs/performance.md). "auto" is "transposed_kernel" on CPU and "xla" elsewhere.
 DENSE_BACKWARDS = ("auto", "xla", "transposed_kernel")
 
+# Dropout's random bits: "bits16" (`Dropout`: 16 random bits per element, half the threefry work) or "flax"
+# (flax's `nn.Dropout`: a 32-bit uniform number per element). The same expected output; other masks.
+DROPOUT_IMPLS = ("bits16", "flax")
+
 # BERT sizes: tiny..medium are Turc et al.'s compact models (google-research/bert), base and large the
 # paper's. Heads are 64 wide and the feed-forward layer 4x the hidden size throughout.
 VARIANTS = {
@@ -74,6 +78,7 @@ class BertConfig:
     remat: str = "none"  # none | full | dots: see REMAT_POLICIES
     scan_layers: bool = False  # one scanned layer (parameters stacked on a leading "layers" axis): fast compiles
     dense_backward: str = "auto"  # see DENSE_BACKWARDS
+    dropout_impl: str = "bits16"  # see DROPOUT_IMPLS
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -86,6 +91,8 @@ class BertConfig:
             raise ValueError(f"attention_impl={self.attention_impl!r} is not one of {ATTENTION_IMPLS}.")
         if self.dense_backward not in DENSE_BACKWARDS:
             raise ValueError(f"dense_backward={self.dense_backward!r} is not one of {DENSE_BACKWARDS}.")
+        if self.dropout_impl not in DROPOUT_IMPLS:
+            raise ValueError(f"dropout_impl={self.dropout_impl!r} is not one of {DROPOUT_IMPLS}.")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat={self.remat!r} is not one of {sorted(REMAT_POLICIES)}.")
         if self.attention_impl in ("xla", "cudnn") and self.attention_dropout > 0:
@@ -292,7 +299,7 @@ class SelfAttention(nn.Module):
         scores = scores / math.sqrt(cfg.head_dim)  # B, H, Lq, Lk
         scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1)
-        probs = Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
+        probs = make_dropout(cfg, cfg.attention_dropout)(probs, deterministic=deterministic)
         return jnp.einsum("bhqs,bshk->bqhk", probs.astype(value.dtype), value)  # B, L, H, K
 
 
@@ -320,6 +327,11 @@ class Dropout(nn.Module):
         return jnp.where(keep, inputs * (2**16 / threshold), jnp.zeros_like(inputs))
 
 
+def make_dropout(config: BertConfig, rate: float) -> nn.Module:
+    """The dropout `config.dropout_impl` chooses, called as `dropout(x, deterministic=...)`."""
+    return Dropout(rate) if config.dropout_impl == "bits16" else nn.Dropout(rate)
+
+
 class BertLayer(nn.Module):
     """One transformer block: self-attention, then the position-wise feed-forward network."""
 
@@ -329,7 +341,7 @@ class BertLayer(nn.Module):
     def __call__(self, hidden: jax.Array, attention_mask: jax.Array, deterministic: bool,
                  cache_positions: jax.Array | None = None) -> jax.Array:
         cfg = self.config
-        dropout = Dropout(cfg.hidden_dropout)
+        dropout = make_dropout(cfg, cfg.hidden_dropout)
         attention = SelfAttention(cfg, name="attention")
         attention_norm = make_layer_norm(cfg, "attention_layer_norm")
         intermediate = make_dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "intermediate")
@@ -368,7 +380,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = embed(cfg.max_position_embeddings, (None, "embed"))
         self.token_type_embeddings = embed(cfg.type_vocab_size, (None, "embed"))
         self.layer_norm = make_layer_norm(cfg)
-        self.dropout = Dropout(cfg.hidden_dropout)
+        self.dropout = make_dropout(cfg, cfg.hidden_dropout)
 
     def __call__(self, input_ids, segment_ids, position_ids, deterministic: bool) -> jax.Array:
         embedded = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)

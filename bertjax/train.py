@@ -74,6 +74,8 @@ def train_step(state: TrainState, batch, *, task, optimizer: optax.GradientTrans
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     sums = {**sums, "loss_sum": loss, "grad_norm_sum": grad_norm, "steps": jnp.ones(())}
     if skip_nonfinite:
+        # Not optax.apply_if_finite: it adds counters to the optimizer state (checkpoints of runs without it
+        # would no longer restore), looks at the gradients only, and a skipped step must not count its sums.
         params, opt_state, sums = jax.tree.map(lambda new, old: jnp.where(finite, new, old), (params, opt_state, sums),
                                                (state.params, state.opt_state, jax.tree.map(jnp.zeros_like, sums)))
     state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bertjax import train
+from bertjax import heads, losses, train
 from bertjax.data import shards
 from bertjax.model import BertConfig
 from bertjax.optim import make_optimizer
@@ -68,13 +68,13 @@ def test_training_iterator_resumes_at_the_next_batch(prepared_dir, sp_tokenizer_
 def test_targets_and_reversed_rows_by_hand():
     ids = jnp.array([[5, 6, 7, 8, 9, 10], [11, 12, 13, 0, 0, 0]])
     mask = jnp.array([[1, 1, 1, 2, 2, 2], [1, 1, 1, 0, 0, 0]])
-    targets, weights = causal_lm.next_token_targets(ids, mask)
+    targets, weights = losses.next_token_targets(ids, mask)
     np.testing.assert_array_equal(targets[0, :5], [6, 7, 8, 9, 10])
     np.testing.assert_array_equal(weights, [[1, 1, 0, 1, 1, 0], [1, 1, 0, 0, 0, 0]])  # never across documents
-    targets, weights = causal_lm.previous_token_targets(ids, mask)
+    targets, weights = losses.previous_token_targets(ids, mask)
     np.testing.assert_array_equal(targets[0, 1:], [5, 6, 7, 8, 9])
     np.testing.assert_array_equal(weights, [[0, 1, 1, 0, 1, 1], [0, 1, 1, 0, 0, 0]])
-    reversed_ids, reversed_mask, positions = causal_lm.reverse_rows(ids, mask)
+    reversed_ids, reversed_mask, positions = heads.reverse_rows(ids, mask)
     np.testing.assert_array_equal(reversed_ids[1], [0, 0, 0, 13, 12, 11])
     np.testing.assert_array_equal(reversed_mask[0], [2, 2, 2, 1, 1, 1])
     np.testing.assert_array_equal(positions, [[0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 2]])

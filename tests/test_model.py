@@ -10,7 +10,8 @@ import pytest
 import torch
 import transformers
 
-from bertjax.model import VARIANTS, BertConfig, BertModel, Dropout, attention_allowed, stack_layers, unstack_layers
+from bertjax.model import (VARIANTS, BertConfig, BertModel, Dropout, attention_allowed, make_dropout, stack_layers,
+                           unstack_layers)
 
 TINY = BertConfig.from_variant("tiny", vocab_size=50, max_position_embeddings=32, hidden_dropout=0.0,
                                attention_dropout=0.0)
@@ -144,6 +145,40 @@ def test_dropout_masks_of_neighbouring_elements_are_independent():
     pairs = (out.reshape(256, 512, 2) == 0)
     both = np.mean(pairs[..., 0] & pairs[..., 1])
     assert abs(both - 0.25) < 4 * np.sqrt(0.25 * 0.75 / pairs[..., 0].size)
+
+
+@pytest.mark.parametrize("impl", ["bits16", "flax"])
+def test_dropout_impl_switch_is_seeded_unbiased_and_off_in_evaluation(impl):
+    config = dataclasses.replace(TINY, hidden_dropout=0.2, attention_dropout=0.2, dropout_impl=impl)
+    params = _init(config)
+    input_ids, segment_ids, mask = _random_batch(10, [10, 6])
+    model = BertModel(config)
+
+    def run(key):
+        return np.asarray(model.apply({"params": params}, input_ids, segment_ids, mask, deterministic=False,
+                                      rngs={"dropout": key}).last_hidden_state)
+
+    np.testing.assert_array_equal(run(jax.random.key(1)), run(jax.random.key(1)))
+    evaluation = np.asarray(model.apply({"params": params}, input_ids, segment_ids, mask).last_hidden_state)
+    assert np.abs(run(jax.random.key(1)) - evaluation).max() > 1e-3
+    # Turning dropout off gives the same outputs whichever implementation is chosen.
+    other = dataclasses.replace(config, dropout_impl="flax" if impl == "bits16" else "bits16")
+    np.testing.assert_array_equal(BertModel(other).apply({"params": params}, input_ids, segment_ids, mask)
+                                  .last_hidden_state, evaluation)
+    # The two implementations draw different masks from the same key.
+    assert np.abs(np.asarray(BertModel(other).apply(
+        {"params": params}, input_ids, segment_ids, mask, deterministic=False,
+        rngs={"dropout": jax.random.key(1)}).last_hidden_state) - run(jax.random.key(1))).max() > 1e-3
+    # The module each one builds drops its rate and keeps the expected value.
+    x = jnp.full((64, 128, 128), 1.5)
+    out = np.asarray(make_dropout(config, 0.1).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)}))
+    assert abs(np.mean(out == 0) - 0.1) < 4 * np.sqrt(0.1 * 0.9 / out.size)
+    assert abs(out.mean() - 1.5) < 4 * 1.5 * np.sqrt(0.1 / 0.9 / out.size)
+
+
+def test_unknown_dropout_impl_is_refused():
+    with pytest.raises(ValueError, match="dropout_impl='numpy' is not one of"):
+        BertConfig(dropout_impl="numpy")
 
 
 def test_packed_examples_do_not_attend_to_each_other():

@@ -30,12 +30,6 @@ def token_aligned(example: dict[str, np.ndarray], sentence_task: bool) -> dict[s
     return features
 
 
-def stack(rows: list[dict[str, np.ndarray]], batch_size: int) -> dict[str, np.ndarray]:
-    """Packed rows -> a batch; rows past the last (a short last batch) are all zeros, of weight 0."""
-    return {name: np.stack([row[name] for row in rows]
-                           + [np.zeros_like(rows[0][name])] * (batch_size - len(rows))) for name in rows[0]}
-
-
 def pack(examples: grain.IterDataset, *, max_seq_length: int, max_examples_per_row: int,
          num_packing_bins: int) -> grain.IterDataset:
     return FirstFitPackIterDataset(

@@ -20,7 +20,7 @@ import functools
 import grain
 import numpy as np
 
-from bertjax.data import packing, shards
+from bertjax.data import batching, packing, shards
 from bertjax.data.masking import MaskingTables, mask_example
 from bertjax.data.pairs import SENTENCE_TASKS, document_pairs, randint
 from bertjax.data.tokenizer import Tokenizer
@@ -78,33 +78,17 @@ class _DocumentExamples(grain.experimental.FlatMapTransform):
         return examples
 
 
-def collate(examples: list[dict], *, batch_size: int, max_seq_length: int, max_predictions: int,
-            sentence_task: bool) -> dict[str, np.ndarray]:
-    """Examples -> one fixed-shape batch; rows past the examples (a short last batch) are all zeros:
+def batch_fields(data, max_predictions: int) -> dict[str, batching.Field]:
+    """The keys of an unpacked pretraining batch: rows past the examples (a short last batch) are all zeros:
     no attention, weight 0."""
-    batch = {name: np.zeros((batch_size, max_seq_length), np.int32)
-             for name in ("input_ids", "segment_ids", "attention_mask")}
-    batch.update({name: np.zeros((batch_size, max_predictions), np.int32)
-                  for name in ("masked_positions", "masked_ids")})
-    batch["masked_weights"] = np.zeros((batch_size, max_predictions), np.float32)
-    for row, example in enumerate(examples):
-        length, predictions = len(example["input_ids"]), len(example["masked_positions"])
-        batch["input_ids"][row, :length] = example["input_ids"]
-        batch["segment_ids"][row, :length] = example["segment_ids"]
-        batch["attention_mask"][row, :length] = 1
-        batch["masked_positions"][row, :predictions] = example["masked_positions"]
-        batch["masked_ids"][row, :predictions] = example["masked_ids"]
-        batch["masked_weights"][row, :predictions] = 1.0
-    if sentence_task:
-        batch["sentence_label"] = np.zeros(batch_size, np.int32)
-        batch["sentence_label"][:len(examples)] = [example["sentence_label"] for example in examples]
-        batch["sentence_weights"] = (np.arange(batch_size) < len(examples)).astype(np.float32)
-    return batch
-
-
-def process_rows(batch: dict[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
-    """This process's `count` rows of a global batch that every process read whole."""
-    return {name: value[start:start + count] for name, value in batch.items()}
+    length = (data.max_seq_length,)
+    fields = {"input_ids": batching.Field(length), "segment_ids": batching.Field(length),
+              "attention_mask": batching.Field(length, ones_over="input_ids"),
+              "masked_positions": batching.Field((max_predictions,)), "masked_ids": batching.Field((max_predictions,)),
+              "masked_weights": batching.Field((max_predictions,), np.float32, ones_over="masked_positions")}
+    if data.sentence_task != "none":
+        fields.update(sentence_label=batching.Field(()), sentence_weights=batching.Field((), np.float32, real=1.0))
+    return fields
 
 
 def _with_index(index: int, document_index: int) -> tuple[int, int]:
@@ -126,14 +110,13 @@ def empty_batch(data, batch_size: int) -> dict[str, np.ndarray]:
     sentence_task = data.sentence_task != "none"
     slots = prediction_slots_per_row(data)
     if not data.packing:
-        return collate([], batch_size=batch_size, max_seq_length=data.max_seq_length, max_predictions=slots,
-                       sentence_task=sentence_task)
+        return batching.empty_batch(batch_fields(data, slots), batch_size)
     length = data.max_seq_length
     row = {name: np.zeros(length, np.int32) for name in packing.TOKEN_FEATURES}
     row.update(input_ids_segment_ids=np.zeros(length, np.int32), input_ids_positions=np.zeros(length, np.int32))
     row = packing.from_packed(row, max_predictions=slots, max_examples_per_row=data.max_examples_per_row,
                               sentence_task=sentence_task)
-    return packing.stack([row], batch_size)
+    return batching.stack([row], batch_size)
 
 
 def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: int, seed: int, train: bool = True,
@@ -163,7 +146,7 @@ def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: i
     slots = prediction_slots_per_row(data)
     # Evaluation: every process reads the whole split and keeps its rows of each global batch, so that all
     # processes see the same number of batches.
-    rows = batch_size if train else batch_size * process_count
+    rows = batching.rows_per_read(batch_size, train=train, process_count=process_count)
     if data.packing:
         dataset = dataset.map(functools.partial(packing.token_aligned, sentence_task=sentence_task))
         dataset = packing.pack(dataset, max_seq_length=data.max_seq_length,
@@ -171,14 +154,12 @@ def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: i
         dataset = dataset.map(functools.partial(
             packing.from_packed, max_predictions=slots, max_examples_per_row=data.max_examples_per_row,
             sentence_task=sentence_task))
-        dataset = dataset.batch(rows, drop_remainder=train, batch_fn=functools.partial(packing.stack, batch_size=rows))
+        dataset = dataset.batch(rows, drop_remainder=train, batch_fn=functools.partial(batching.stack, batch_size=rows))
     else:
         dataset = dataset.batch(rows, drop_remainder=train, batch_fn=functools.partial(
-            collate, batch_size=rows, max_seq_length=data.max_seq_length, max_predictions=slots,
-            sentence_task=sentence_task))
-    if rows != batch_size:
-        dataset = dataset.map(functools.partial(process_rows, start=process_index * batch_size,
-                                                count=batch_size))
+            batching.collate, fields=batch_fields(data, slots), batch_size=rows))
+    dataset = batching.keep_process_rows(dataset, batch_size, train=train, process_index=process_index,
+                                         process_count=process_count)
     if data.num_workers > 0:
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=data.num_workers))
     return dataset

@@ -19,6 +19,7 @@ import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+import flax.linen as nn
 import jax
 import numpy as np
 
@@ -94,10 +95,21 @@ def is_predictive(task: Task) -> bool:
 
 
 class TaskBase:
-    """What every task shares: its defaults for the contract's optional parts, and the checks of settings
-    each task makes against its model."""
+    """What every task shares: its defaults for the contract's optional parts, the model called on the batch
+    keys `model_inputs` (positionally, in that order), and the checks of settings each task makes against
+    its model. A subclass sets `model` (a Flax module) and `model_config`."""
 
     fresh_parameters: tuple[str, ...] = ()
+    model_inputs: tuple[str, ...] = ("input_ids", "segment_ids", "attention_mask")
+
+    def init_params(self, rng: jax.Array, batch: Batch, boxed: bool = False) -> Any:
+        params = self.model.init(rng, *(batch[name] for name in self.model_inputs))["params"]
+        return params if boxed else nn.meta.unbox(params)
+
+    def apply(self, params: Any, batch: Batch, rng: jax.Array | None = None) -> Any:
+        """The model's output on a batch; dropout is on when `rng` is given."""
+        return self.model.apply({"params": params}, *(batch[name] for name in self.model_inputs),
+                                deterministic=rng is None, rngs={"dropout": rng} if rng is not None else {})
 
     @staticmethod
     def real_tokens(batch: Batch) -> int:

@@ -19,17 +19,16 @@ import pathlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import flax.linen as nn
 import grain
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bertjax import losses
-from bertjax.data import corpus, pipeline, tokenizer as tokenizers
+from bertjax import files, losses
+from bertjax.data import batching, corpus, tokenizer as tokenizers
 from bertjax.heads import BertForSequenceClassification
 from bertjax.model import BertConfig
+from bertjax.tasks.base import TaskBase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,22 +288,11 @@ def encode(token_ids: Sequence[Sequence[int]], max_seq_length: int, cls_id: int,
     return [cls_id, *first, sep_id, *second, sep_id], [0] * (len(first) + 2) + [1] * (len(second) + 1)
 
 
-def collate(rows: list[dict], *, batch_size: int, max_seq_length: int, regression: bool) -> dict[str, np.ndarray]:
-    """Encoded rows -> one fixed-shape batch; rows past the examples are padding of weight 0."""
-    batch = {name: np.zeros((batch_size, max_seq_length), np.int32)
-             for name in ("input_ids", "segment_ids", "attention_mask")}
-    batch["label"] = np.zeros(batch_size, np.float32 if regression else np.int32)
-    batch["example_index"] = np.zeros(batch_size, np.int32)
-    batch["example_weight"] = np.zeros(batch_size, np.float32)
-    for row, example in enumerate(rows):
-        length = len(example["input_ids"])
-        batch["input_ids"][row, :length] = example["input_ids"]
-        batch["segment_ids"][row, :length] = example["segment_ids"]
-        batch["attention_mask"][row, :length] = 1
-        batch["label"][row] = example["label"]
-        batch["example_index"][row] = example["example_index"]
-        batch["example_weight"][row] = 1.0
-    return batch
+def batch_fields(max_seq_length: int, regression: bool) -> dict[str, batching.Field]:
+    length = (max_seq_length,)
+    return {"input_ids": batching.Field(length), "segment_ids": batching.Field(length),
+            "attention_mask": batching.Field(length, ones_over="input_ids"),
+            "label": batching.Field((), np.float32 if regression else np.int32), **batching.example_fields()}
 
 
 class _Encode(grain.transforms.Map):
@@ -324,7 +312,7 @@ class _Encode(grain.transforms.Map):
 
 # --- the task ----------------------------------------------------------------------------------------------
 
-class ClassificationTask:
+class ClassificationTask(TaskBase):
     """Fine-tuning a BERT on one sentence(-pair) classification or regression task (see `bertjax.train`
     for the interface). Evaluation rows are indexed by position in their split; `predictions` are logits
     (classification) or scores (regression)."""
@@ -344,17 +332,12 @@ class ClassificationTask:
         self.finetune = config.finetune
         self.max_seq_length = config.data.max_seq_length
         self.model_config = BertConfig.from_config(config.model)
-        if self.max_seq_length > self.model_config.max_position_embeddings:
-            raise ValueError(f"data.max_seq_length={self.max_seq_length} exceeds the model's "
-                             f"max_position_embeddings={self.model_config.max_position_embeddings}.")
-        if not config.data.tokenizer:
-            raise ValueError("config.data.tokenizer is not set; pass --config.data.tokenizer=... (or an "
-                             "init_checkpoint whose run names one).")
+        self.check_sequence_length(self.max_seq_length, self.model_config)
+        self.require(config.data, ("tokenizer",), "data", "(or an init_checkpoint whose run names one).")
         self.tokenizer = tokenizers.load_tokenizer(config.data.tokenizer)
-        if self.tokenizer.vocab_size > self.model_config.vocab_size:
-            raise ValueError(f"The tokenizer has {self.tokenizer.vocab_size} ids, the model's vocab_size is "
-                             f"{self.model_config.vocab_size}; use the tokenizer the checkpoint was trained with.")
+        self.check_tokenizer_fits(self.tokenizer, self.model_config)
         self.regression = self.spec.labels is None
+        self.fields = batch_fields(self.max_seq_length, self.regression)
         self.model = BertForSequenceClassification(self.model_config, self.spec.num_labels)
         first = self.spec.metrics[0]
         self.metric = first if len(self.eval_splits) == 1 else f"{self.eval_splits[0]}/{first}"
@@ -427,42 +410,19 @@ class ClassificationTask:
     def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
                 process_count: int = 1):
         """Training: endless batches, reshuffled each epoch, each process reading its own examples.
-        Otherwise: the split once, in order; every process reads it all and keeps its rows of each global
-        batch, so all see the same number of batches; the last one is padded with rows of weight 0."""
+        Otherwise: the split once, in order, the last batch padded (`bertjax.data.batching`)."""
         examples = self.examples(split)
-        indices = grain.MapDataset.range(len(examples))
-        if train:
-            indices = indices[process_index::process_count]
-            if len(indices) < batch_size:
-                raise ValueError(f"{self.name}: {len(indices)} training examples per process, fewer than the "
-                                 f"per-process batch of {batch_size}; lower train.global_batch_size.")
-            indices = indices.shuffle(seed).repeat(None)
-        rows = batch_size if train else batch_size * process_count
-        dataset = indices.map(_Encode(examples, self.token_ids(split), self.tokenizer, self.max_seq_length))
-        dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=0)).batch(
-            rows, drop_remainder=train, batch_fn=functools.partial(
-                collate, batch_size=rows, max_seq_length=self.max_seq_length, regression=self.regression))
-        if rows != batch_size:
-            dataset = dataset.map(functools.partial(pipeline.process_rows, start=process_index * batch_size,
-                                                    count=batch_size))
-        return dataset
+        encode = _Encode(examples, self.token_ids(split), self.tokenizer, self.max_seq_length)
+        return batching.indexed_batches(len(examples), encode, self.fields, batch_size=batch_size, seed=seed,
+                                        train=train, process_index=process_index, process_count=process_count,
+                                        name=self.name)
 
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-        return collate([], batch_size=batch_size, max_seq_length=self.max_seq_length, regression=self.regression)
-
-    @staticmethod
-    def real_tokens(batch) -> int:
-        return int(np.count_nonzero(batch["attention_mask"]))
+        return batching.empty_batch(self.fields, batch_size)
 
     # --- model ----------------------------------------------------------------------------------------------
-    def init_params(self, rng: jax.Array, batch, boxed: bool = False):
-        params = self.model.init(rng, batch["input_ids"], batch["segment_ids"], batch["attention_mask"])["params"]
-        return params if boxed else nn.meta.unbox(params)
-
     def _outputs(self, params, batch, rng):
-        return self.model.apply({"params": params}, batch["input_ids"], batch["segment_ids"],
-                                batch["attention_mask"], deterministic=rng is None,
-                                rngs={"dropout": rng} if rng is not None else {}).logits
+        return self.apply(params, batch, rng).logits
 
     @staticmethod
     def normalizers(batch) -> dict:
@@ -501,9 +461,7 @@ class ClassificationTask:
         lines = ["index\tprediction" + ("" if test else "\tlabel")]
         for example, value in zip(self.examples(split), self.predicted_labels(predictions), strict=True):
             lines.append(f"{example.index}\t{self._shown(value)}" + ("" if test else f"\t{self._shown(example.label)}"))
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text("\n".join(lines) + "\n")
-        partial.replace(path)
+        files.write_text(path, "\n".join(lines) + "\n")
         return [path]
 
     def _shown(self, value) -> str:

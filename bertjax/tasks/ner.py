@@ -21,10 +21,12 @@ import optax
 from absl import logging
 from seqeval.metrics import classification_report
 
+from bertjax import files, losses, train
+from bertjax.data import batching, tokenizer
 from bertjax.features import combine_layers as combine_encoder_layers
-from bertjax.data import rows, tokenizer
 from bertjax.heads import BertForTokenClassification
 from bertjax.model import BertConfig
+from bertjax.tasks.base import TaskBase
 
 
 # --- reading ------------------------------------------------------------------------------------------------
@@ -162,18 +164,8 @@ def word_tags(tag_ids: np.ndarray, features: dict[str, np.ndarray], sentences: l
     return predicted
 
 
-def token_loss(logits: jax.Array, batch, normalizers=None):
-    """Mean cross entropy over labelled positions (first sub-tokens of real examples); metric sums."""
-    weights = batch["label_weights"] * batch["example_weight"][:, None].astype(jnp.float32)  # B, L
-    normalizer = jnp.sum(weights) if normalizers is None else normalizers["tokens"]
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["label_ids"])
-    sums = {"tag_loss_sum": jnp.sum(losses * weights), "tag_weight": jnp.sum(weights),
-            "tag_correct_sum": jnp.sum((jnp.argmax(logits, -1) == batch["label_ids"]) * weights)}
-    return sums["tag_loss_sum"] / jnp.maximum(normalizer, 1e-8), sums
-
-
 # --- the task -----------------------------------------------------------------------------------------------
-class NerTask:
+class NerTask(TaskBase):
     """CoNLL tagging for the train loop: `BertForTokenClassification` on `config.ner`'s files; the label set
     is the training file's tags (as IOB2), O first."""
 
@@ -181,23 +173,17 @@ class NerTask:
     metric = "f1"
     fresh_parameters = ("classifier",)  # new at fine-tuning; the encoder comes from the checkpoint
     eval_splits = ("validation",)
-    _MODEL_INPUTS = ("input_ids", "segment_ids", "attention_mask")
-    _ROW_KEYS = (*_MODEL_INPUTS, "label_ids", "label_weights")
+    _ROW_KEYS = (*TaskBase.model_inputs, "label_ids", "label_weights")
 
     def __init__(self, config):
         self.model_config = BertConfig.from_config(config.model)
         self.settings, self.max_seq_length = config.ner, config.data.max_seq_length
         if not config.ner.train_file:
             raise ValueError("config.ner.train_file is not set; it also fixes the label set.")
-        if not config.data.tokenizer:
-            raise ValueError("config.data.tokenizer is not set; pass --config.data.tokenizer=...")
-        if self.max_seq_length > self.model_config.max_position_embeddings:
-            raise ValueError(f"data.max_seq_length={self.max_seq_length} exceeds the model's "
-                             f"max_position_embeddings={self.model_config.max_position_embeddings}.")
+        self.require(config.data, ("tokenizer",), "data", "(the pretraining run's tokenizer).")
+        self.check_sequence_length(self.max_seq_length, self.model_config)
         self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
-        if self.tokenizer.vocab_size > self.model_config.vocab_size:
-            raise ValueError(f"The tokenizer has {self.tokenizer.vocab_size} ids, the model's vocab_size is "
-                             f"{self.model_config.vocab_size}; use the tokenizer the checkpoint was trained with.")
+        self.check_tokenizer_fits(self.tokenizer, self.model_config)
         tags = {tag for sentence in read_conll(config.ner.train_file) for tag in to_iob2(sentence.tags)}
         self.labels = ["O", *sorted(tags - {"O"}, key=lambda tag: (tag[2:], tag[:2]))]
         self.model = BertForTokenClassification(self.model_config, num_labels=len(self.labels))
@@ -231,29 +217,18 @@ class NerTask:
     def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
                 process_count: int = 1):
         features = self.split(split)[1]
-        return rows.row_batches({name: features[name] for name in self._ROW_KEYS}, batch_size=batch_size,
-                                seed=seed, train=train, process_index=process_index, process_count=process_count)
+        return batching.array_batches({name: features[name] for name in self._ROW_KEYS}, batch_size=batch_size,
+                                      seed=seed, train=train, process_index=process_index,
+                                      process_count=process_count)
 
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-        shapes = {name: np.zeros((1, self.max_seq_length), np.int32) for name in self._ROW_KEYS}
-        shapes["label_weights"] = shapes["label_weights"].astype(np.float32)
-        return rows.empty_batch(shapes, batch_size)
-
-    @staticmethod
-    def real_tokens(batch) -> int:
-        return int(np.count_nonzero(batch["attention_mask"]))
+        fields = {name: batching.Field((self.max_seq_length,)) for name in self._ROW_KEYS}
+        fields["label_weights"] = batching.Field((self.max_seq_length,), np.float32)
+        return batching.empty_batch({**fields, **batching.example_fields()}, batch_size)
 
     # --- model ----------------------------------------------------------------------------------------------
-    def init_params(self, rng: jax.Array, batch, boxed: bool = False):
-        params = self.model.init(rng, *(batch[name] for name in self._MODEL_INPUTS))["params"]
-        return params if boxed else nn.meta.unbox(params)
-
-    def _logits(self, params, batch, rng=None):
-        return self.model.apply({"params": params}, *(batch[name] for name in self._MODEL_INPUTS),
-                                deterministic=rng is None, rngs={"dropout": rng} if rng is not None else {}).logits
-
     def loss(self, params, batch, rng: jax.Array | None, normalizers=None):
-        return token_loss(self._logits(params, batch, rng), batch, normalizers)
+        return losses.token_loss(self.apply(params, batch, rng).logits, batch, normalizers)
 
     @staticmethod
     def normalizers(batch):
@@ -267,7 +242,7 @@ class NerTask:
                 "tag_accuracy": float(sums["tag_correct_sum"]) / weight}
 
     def predict(self, params, batch) -> dict[str, jax.Array]:
-        return {"tags": jnp.argmax(self._logits(params, batch), -1).astype(jnp.int32)}  # B, L
+        return {"tags": jnp.argmax(self.apply(params, batch).logits, -1).astype(jnp.int32)}  # B, L
 
     # --- evaluation -----------------------------------------------------------------------------------------
     def _word_tags(self, predictions, split):
@@ -290,9 +265,7 @@ class NerTask:
         text = "".join("".join(f"{word} {gold} {tag}\n" for word, gold, tag in zip(sentence.words, sentence.tags, tags))
                        + "\n" for sentence, tags in zip(sentences, predicted))
         path = directory / f"{split}.conll"
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
+        files.write_text(path, text)
         return [path]
 
 
@@ -344,25 +317,20 @@ def fit_feature_tagger(how: str, num_labels: int, states, features: dict[str, np
     attention_mask, label_ids and label_weights): Adam, `steps` batches of `batch_size` rows drawn at random.
     Returns the tagger and its parameters."""
     tagger = FeatureTagger(num_labels=num_labels, how=how, hidden_size=hidden_size)
-    optimizer = optax.adam(learning_rate)
     params = tagger.init(jax.random.PRNGKey(seed), states[:, :1], features["attention_mask"][:1])["params"]
-    opt_state = optimizer.init(params)
 
-    @jax.jit
-    def step(params, opt_state, batch_states, batch):
-        def loss(params):
-            return token_loss(tagger.apply({"params": params}, batch_states, batch["attention_mask"]), batch)[0]
-        grads = jax.grad(loss)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+    def loss(params, batch_states, batch):
+        return losses.token_loss(tagger.apply({"params": params}, batch_states, batch["attention_mask"]), batch)[0]
 
-    rng, count = np.random.default_rng(seed), states.shape[1]
-    for _ in range(steps):
-        rows = np.sort(rng.choice(count, size=min(batch_size, count), replace=False))
-        batch = {name: features[name][rows] for name in ("attention_mask", "label_ids", "label_weights")}
-        batch["example_weight"] = np.ones(len(rows), np.float32)
-        params, opt_state = step(params, opt_state, states[:, rows], batch)
-    return tagger, params
+    def batches():
+        rng, count = np.random.default_rng(seed), states.shape[1]
+        for _ in range(steps):
+            rows = np.sort(rng.choice(count, size=min(batch_size, count), replace=False))
+            batch = {name: features[name][rows] for name in ("attention_mask", "label_ids", "label_weights")}
+            batch["example_weight"] = np.ones(len(rows), np.float32)
+            yield states[:, rows], batch
+
+    return tagger, train.fit(loss, params, optax.adam(learning_rate), batches())
 
 
 def predict_feature_tags(tagger: FeatureTagger, params, states, features: dict[str, np.ndarray],

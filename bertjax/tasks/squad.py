@@ -16,17 +16,17 @@ import pathlib
 import re
 import string
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 
+from bertjax import losses
 from bertjax.checkpoint import write_json
-from bertjax.data import rows, tokenizer
+from bertjax.data import batching, tokenizer
 from bertjax.heads import BertForQuestionAnswering
 from bertjax.model import BertConfig
+from bertjax.tasks.base import TaskBase
 
 
 # --- reading ------------------------------------------------------------------------------------------------
@@ -280,24 +280,7 @@ def postprocess(examples: list[Example], features: dict[str, np.ndarray], start_
 
 
 # --- the task -----------------------------------------------------------------------------------------------
-def span_loss(logits: jax.Array, batch, normalizers=None):
-    """Mean of the start and end cross entropies over positions (padding excluded), weighted by
-    `example_weight`; and metric sums (loss, start and end accuracy)."""
-    weights = batch["example_weight"].astype(jnp.float32)
-    normalizer = jnp.sum(weights) if normalizers is None else normalizers["span"]
-    logits = jnp.where(batch["attention_mask"][..., None] > 0, logits, -1e9)  # B, L, 2
-    sums = {"span_weight": jnp.sum(weights)}
-    total = 0.0
-    for index, name in enumerate(("start", "end")):
-        labels = batch[f"{name}_position"]
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits[..., index], labels)
-        sums[f"{name}_loss_sum"] = jnp.sum(losses * weights)
-        sums[f"{name}_correct_sum"] = jnp.sum((jnp.argmax(logits[..., index], -1) == labels) * weights)
-        total = total + sums[f"{name}_loss_sum"]
-    return total / 2 / jnp.maximum(normalizer, 1e-8), sums
-
-
-class SquadTask:
+class SquadTask(TaskBase):
     """SQuAD fine-tuning for the train loop: `BertForQuestionAnswering` on `config.squad`'s files."""
 
     name = "squad"
@@ -305,22 +288,16 @@ class SquadTask:
     fresh_parameters = ("qa_outputs",)  # new at fine-tuning; the encoder comes from the checkpoint
     eval_splits = ("validation",)
     test_splits = ("validation",)  # the official test sets are hidden: --predict writes dev predictions
-    _MODEL_INPUTS = ("input_ids", "segment_ids", "attention_mask")
 
     def __init__(self, config):
         self.model_config = BertConfig.from_config(config.model)
         self.model = BertForQuestionAnswering(self.model_config)
         self.settings, self.max_seq_length = config.squad, config.data.max_seq_length
-        if not config.data.tokenizer:
-            raise ValueError("config.data.tokenizer is not set; pass --config.data.tokenizer=... (the pretraining "
-                             "run's tokenizer, or an HF folder's vocab.txt).")
-        if self.max_seq_length > self.model_config.max_position_embeddings:
-            raise ValueError(f"data.max_seq_length={self.max_seq_length} exceeds the model's "
-                             f"max_position_embeddings={self.model_config.max_position_embeddings}.")
+        self.require(config.data, ("tokenizer",), "data",
+                     "(the pretraining run's tokenizer, or an HF folder's vocab.txt).")
+        self.check_sequence_length(self.max_seq_length, self.model_config)
         self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
-        if self.tokenizer.vocab_size > self.model_config.vocab_size:
-            raise ValueError(f"The tokenizer has {self.tokenizer.vocab_size} ids, the model's vocab_size is "
-                             f"{self.model_config.vocab_size}; use the tokenizer the checkpoint was trained with.")
+        self.check_tokenizer_fits(self.tokenizer, self.model_config)
         self.identity = {"task": self.name, "head": "span", "num_labels": 2, "labels": ["start", "end"],
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
         self._splits = {}
@@ -348,35 +325,22 @@ class SquadTask:
 
     def _row_arrays(self, split):
         features = self.split(split)[1]
-        return {name: features[name] for name in (*self._MODEL_INPUTS, "start_position", "end_position")}
+        return {name: features[name] for name in (*self.model_inputs, "start_position", "end_position")}
 
     # --- data -----------------------------------------------------------------------------------------------
     def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
                 process_count: int = 1):
-        return rows.row_batches(self._row_arrays(split), batch_size=batch_size, seed=seed, train=train,
-                                process_index=process_index, process_count=process_count)
+        return batching.array_batches(self._row_arrays(split), batch_size=batch_size, seed=seed, train=train,
+                                      process_index=process_index, process_count=process_count)
 
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-        length = self.max_seq_length
-        shapes = {name: np.zeros((1, length), np.int32) for name in self._MODEL_INPUTS}
-        shapes.update(start_position=np.zeros(1, np.int32), end_position=np.zeros(1, np.int32))
-        return rows.empty_batch(shapes, batch_size)
-
-    @staticmethod
-    def real_tokens(batch) -> int:
-        return int(np.count_nonzero(batch["attention_mask"]))
+        fields = {name: batching.Field((self.max_seq_length,)) for name in self.model_inputs}
+        fields.update(start_position=batching.Field(()), end_position=batching.Field(()))
+        return batching.empty_batch({**fields, **batching.example_fields()}, batch_size)
 
     # --- model ----------------------------------------------------------------------------------------------
-    def init_params(self, rng: jax.Array, batch, boxed: bool = False):
-        params = self.model.init(rng, *(batch[name] for name in self._MODEL_INPUTS))["params"]
-        return params if boxed else nn.meta.unbox(params)
-
-    def _logits(self, params, batch, rng=None):
-        return self.model.apply({"params": params}, *(batch[name] for name in self._MODEL_INPUTS),
-                                deterministic=rng is None, rngs={"dropout": rng} if rng is not None else {}).logits
-
     def loss(self, params, batch, rng: jax.Array | None, normalizers=None):
-        return span_loss(self._logits(params, batch, rng), batch, normalizers)
+        return losses.span_loss(self.apply(params, batch, rng).logits, batch, normalizers)
 
     @staticmethod
     def normalizers(batch):
@@ -390,7 +354,7 @@ class SquadTask:
                 "end_accuracy": float(sums["end_correct_sum"]) / weight}
 
     def predict(self, params, batch) -> dict[str, jax.Array]:
-        logits = self._logits(params, batch)  # B, L, 2
+        logits = self.apply(params, batch).logits  # B, L, 2
         return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
 
     # --- evaluation -----------------------------------------------------------------------------------------

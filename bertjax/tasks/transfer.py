@@ -15,6 +15,7 @@ Shape letters: S hidden states (embeddings, then each layer), N examples, B batc
 """
 
 import dataclasses
+import itertools
 
 import flax.linen as nn
 import jax
@@ -22,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bertjax import elmo, features
-from bertjax.model import BertConfig, BertModel, Dropout, make_dense
+from bertjax import elmo, features, train
+from bertjax.model import BertConfig, BertModel, make_dense, make_dropout
 from bertjax.tasks import causal_lm, glue
 
 OBJECTIVES = ("pretraining", *causal_lm.OBJECTIVES)
@@ -75,7 +76,7 @@ class PooledClassifier(nn.Module):
 
     def setup(self):
         nn.share_scope(self, self.backbone)
-        self.pooled_dropout = Dropout(self.dropout_rate)
+        self.pooled_dropout = make_dropout(self.backbone.config, self.dropout_rate)
         self.classifier = make_dense(self.backbone.config, self.num_labels, ("embed", None))
 
     def __call__(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
@@ -102,13 +103,10 @@ class PooledClassificationTask(glue.ClassificationTask):
                                       self.model_config.hidden_dropout)
         self.identity = {**self.identity, "head": self.head, "objective": objective}
 
-    def init_params(self, rng: jax.Array, batch, boxed: bool = False):
-        params = self.model.init(rng, batch["input_ids"], batch["attention_mask"])["params"]
-        return params if boxed else nn.meta.unbox(params)
+    model_inputs = ("input_ids", "attention_mask")
 
     def _outputs(self, params, batch, rng):
-        return self.model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                                deterministic=rng is None, rngs={"dropout": rng} if rng is not None else {})
+        return self.apply(params, batch, rng)  # PooledClassifier gives the logits themselves
 
 
 # --- frozen features ----------------------------------------------------------------------------------------
@@ -171,21 +169,13 @@ def fit_mix_classifier(train_layers: np.ndarray, train_labels: np.ndarray, num_l
     inputs = jnp.asarray(inputs)
     model = MixClassifier(num_labels)
     params = model.init(jax.random.PRNGKey(seed), inputs[:, :1])["params"]
-    optimizer = optax.adam(learning_rate)
 
     def loss(params):
         logits = model.apply({"params": params}, inputs)
         penalty = l2 * jnp.sum(params["classifier"]["kernel"] ** 2)
         return optax.softmax_cross_entropy_with_integer_labels(logits, train_labels).mean() + penalty
 
-    @jax.jit
-    def step(params, state):
-        updates, state = optimizer.update(jax.grad(loss)(params), state, params)
-        return optax.apply_updates(params, updates), state
-
-    state = optimizer.init(params)
-    for _ in range(steps):
-        params, state = step(params, state)
+    params = train.fit(loss, params, optax.adam(learning_rate), itertools.repeat((), steps))
 
     def predict(layers: np.ndarray) -> np.ndarray:
         layers = layers.copy()

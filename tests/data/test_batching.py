@@ -1,4 +1,4 @@
-"""Fine-tuning rows as batches: training batches are endless, per-process, reshuffled and seeded; an
+"""Rows as fixed-shape batches: training batches are endless, per-process, reshuffled and seeded; an
 evaluation pass gives every row exactly once over all processes."""
 
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bertjax.data import rows
+from bertjax.data import batching
 
 ARRAYS = {"input_ids": np.arange(30, dtype=np.int32).reshape(10, 3), "label": np.arange(10, dtype=np.int32)}
 
@@ -16,7 +16,7 @@ def take(iterable, count):
 
 
 def test_training_batches_are_this_process_rows_reshuffled_each_epoch():
-    batches = take(rows.row_batches(ARRAYS, batch_size=5, seed=3, train=True, process_index=1, process_count=2), 4)
+    batches = take(batching.array_batches(ARRAYS, batch_size=5, seed=3, train=True, process_index=1, process_count=2), 4)
     assert all(batch["input_ids"].shape == (5, 3) and batch["example_weight"].tolist() == [1.0] * 5
                for batch in batches)
     epochs = [sorted(batch["label"].tolist()) for batch in batches]
@@ -24,16 +24,16 @@ def test_training_batches_are_this_process_rows_reshuffled_each_epoch():
     orders = {tuple(batch["label"].tolist()) for batch in batches}
     assert len(orders) > 1  # reshuffled
     np.testing.assert_array_equal(batches[0]["input_ids"], ARRAYS["input_ids"][batches[0]["example_index"]])
-    again = take(rows.row_batches(ARRAYS, batch_size=5, seed=3, train=True, process_index=1, process_count=2), 4)
+    again = take(batching.array_batches(ARRAYS, batch_size=5, seed=3, train=True, process_index=1, process_count=2), 4)
     assert [b["label"].tolist() for b in again] == [b["label"].tolist() for b in batches]
-    other = take(rows.row_batches(ARRAYS, batch_size=5, seed=4, train=True, process_index=1, process_count=2), 4)
+    other = take(batching.array_batches(ARRAYS, batch_size=5, seed=4, train=True, process_index=1, process_count=2), 4)
     assert [b["label"].tolist() for b in other] != [b["label"].tolist() for b in batches]
 
 
 def test_evaluation_pass_covers_every_row_once_and_pads():
     seen = []
     for process in range(3):
-        batches = list(rows.row_batches(ARRAYS, batch_size=2, seed=0, train=False, process_index=process,
+        batches = list(batching.array_batches(ARRAYS, batch_size=2, seed=0, train=False, process_index=process,
                                         process_count=3))
         assert len(batches) == 2  # ceil(10 / 6) global batches on every process
         for batch in batches:
@@ -46,4 +46,4 @@ def test_evaluation_pass_covers_every_row_once_and_pads():
 
 def test_too_few_training_rows_is_a_clear_error():
     with pytest.raises(ValueError, match="fewer than its batch of 8"):
-        rows.row_batches(ARRAYS, batch_size=8, seed=0, train=True, process_index=0, process_count=2)
+        batching.array_batches(ARRAYS, batch_size=8, seed=0, train=True, process_index=0, process_count=2)
