@@ -8,7 +8,7 @@ direction alone is a proper language model. As in ELMo, a residual connection jo
 
 ELMo's features for a downstream task are its layers, each the concatenation of both directions (B, L, 2D),
 the token layer being the embedding twice, combined by a learned scalar mix: gamma * sum_j softmax(s)_j h_j
-(`ScalarMix`), trained with the downstream model.
+(`bertjax.heads.ScalarMix`), trained with the downstream model.
 
 The sizes come from the `model` group: `vocab_size`, `hidden_size` (embedding and LSTM width),
 `num_layers` (LSTM layers per direction), `hidden_dropout`, `initializer_range`. Rows packed with several
@@ -18,10 +18,7 @@ cross a document boundary.
 Shape letters: B batch, L length, D hidden, V vocab, N layers.
 """
 
-from collections.abc import Sequence
-
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from bertjax.heads import LMOutput
@@ -67,15 +64,3 @@ class ElmoLM(nn.Module):
         next_logits = self.embed.attend(forward) + self.output_bias  # B, L, V
         previous_logits = self.embed.attend(backward) + self.output_bias
         return LMOutput(next_logits, previous_logits, tuple(layers))
-
-
-class ScalarMix(nn.Module):
-    """ELMo's task-specific combination of layers: gamma * sum_j softmax(s)_j h_j, with s (N,) starting
-    equal (an average) and gamma (the task's scale) at 1."""
-
-    @nn.compact
-    def __call__(self, layers: Sequence[jax.Array]) -> jax.Array:
-        scores = self.param("scores", nn.initializers.zeros_init(), (len(layers),))
-        gamma = self.param("gamma", nn.initializers.ones_init(), ())
-        weights = jax.nn.softmax(scores)  # N
-        return gamma * jnp.einsum("n,n...->...", weights, jnp.stack(layers))

@@ -1,17 +1,21 @@
 """Output heads over the encoder: the pretraining model, the causal (forward) language model, and the
 fine-tuning models (sequence classification, span prediction, token tagging) named as HF names them; and the
 language models the objectives of `bertjax.tasks.causal_lm` train (`TransformerLM`, `ForwardBackwardLM`, all
-returning `LMOutput`; ELMo's biLSTM is `bertjax.elmo`).
+returning `LMOutput`; ELMo's biLSTM is `bertjax.elmo`); and the models over an encoder's layer states
+(`PooledClassifier` on any objective's model, ELMo's `ScalarMix`, the feature-based `MixClassifier` and
+`FeatureTagger`).
 
 Shape letters: B batch, L length, P predicted positions per sequence, D hidden, V vocab.
 """
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bertjax import features
 from bertjax.model import (ACTIVATIONS, BertConfig, BertModel, EncoderOutput, logical_zeros, make_dense,
                            make_dropout, make_layer_norm)
 
@@ -194,3 +198,112 @@ class ForwardBackwardLM(nn.Module):
         hidden_states = tuple(jnp.concatenate([forward, backward[:, ::-1]], axis=-1)
                               for forward, backward in zip(ahead.encoder.hidden_states, behind.encoder.hidden_states))
         return LMOutput(ahead.logits, behind.logits[:, ::-1], hidden_states)
+
+
+# --- models over an encoder's layer states: fine-tuning any objective's model, the feature-based use ---------
+class Encoder(nn.Module):
+    """A single transformer stack under the name its pretraining model gives it (`bert`), called as the LM
+    objectives' models are: (ids, attention mask, positions) -> `EncoderOutput`."""
+
+    config: BertConfig
+
+    def setup(self):
+        self.bert = BertModel(self.config)
+
+    def __call__(self, input_ids, attention_mask, position_ids, *, deterministic: bool = True):
+        return self.bert(input_ids, None, attention_mask, position_ids, deterministic=deterministic)
+
+
+def row_positions(input_ids: jax.Array) -> jax.Array:
+    """(B, L) -> each position's index in its row."""
+    return jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)  # B, L
+
+
+def normalize(pooled: jax.Array) -> jax.Array:
+    """Each pooled vector (..., D) to zero mean and unit variance over its D features: a LayerNorm without
+    parameters (the classifier after it is affine anyway). Models differ in the scale of their states (a
+    post-LN transformer's are about 1, an LSTM's far smaller), which would otherwise set how fast the same
+    classifier learns at the same rate."""
+    return jax.nn.standardize(pooled, axis=-1, epsilon=1e-6)
+
+
+class PooledClassifier(nn.Module):
+    """A backbone, whose parameters keep their own names (no prefix: `nn.share_scope`), and a classifier on
+    the mean of its top layer over real tokens (`attention_mask` > 0), normalized, after dropout."""
+
+    backbone: nn.Module
+    num_labels: int
+    dropout_rate: float = 0.1
+
+    def setup(self):
+        nn.share_scope(self, self.backbone)
+        self.pooled_dropout = make_dropout(self.backbone.config, self.dropout_rate)
+        self.classifier = make_dense(self.backbone.config, self.num_labels, ("embed", None))
+
+    def __call__(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
+        """(B, L) ids and mask -> (B, C) logits."""
+        output = self.backbone(input_ids, attention_mask, row_positions(input_ids), deterministic=deterministic)
+        pooled = normalize(features.pool(output.hidden_states[-1], attention_mask, "mean"))  # B, D
+        return self.classifier(self.pooled_dropout(pooled, deterministic=deterministic)).astype(jnp.float32)
+
+
+class ScalarMix(nn.Module):
+    """ELMo's task-specific combination of layers: gamma * sum_j softmax(s)_j h_j, with s (N,) starting
+    equal (an average) and gamma (the task's scale) at 1."""
+
+    @nn.compact
+    def __call__(self, layers: Sequence[jax.Array]) -> jax.Array:
+        scores = self.param("scores", nn.initializers.zeros_init(), (len(layers),))
+        gamma = self.param("gamma", nn.initializers.ones_init(), ())
+        weights = jax.nn.softmax(scores)  # N
+        return gamma * jnp.einsum("n,n...->...", weights, jnp.stack(layers))
+
+
+class MixClassifier(nn.Module):
+    """ELMo's feature-based classifier: `ScalarMix` over the (S, N, D) pooled layers, then a linear layer."""
+
+    num_labels: int
+
+    @nn.compact
+    def __call__(self, layers: jax.Array) -> jax.Array:
+        return nn.Dense(self.num_labels, name="classifier")(ScalarMix(name="mix")(list(layers)))  # N, C
+
+
+TAGGER_COMBINATIONS = ("embeddings", "first", "last", "second_to_last", "sum_last_four", "concat_last_four",
+                      "weighted_sum")
+
+
+def combine_stacked_layers(hidden_states: jax.Array, how: str, layer_weights: jax.Array | None = None) -> jax.Array:
+    """(S, B, L, D) stacked hidden states (the embeddings output, then each layer's) -> (B, L, D) or, for
+    "concat_last_four", (B, L, 4D): `bertjax.features.combine_layers`, plus "weighted_sum", ELMo's learned mix
+    of every layer with (S,) `layer_weights` (softmax-normalised here)."""
+    if how not in TAGGER_COMBINATIONS:
+        raise ValueError(f"Layer combination {how!r}: choose one of {TAGGER_COMBINATIONS}.")
+    if how != "weighted_sum":
+        return features.combine_layers(list(hidden_states), how)
+    if layer_weights is None:
+        raise ValueError("'weighted_sum' needs layer_weights.")
+    return jnp.einsum("s,sbld->bld", jax.nn.softmax(layer_weights), hidden_states)
+
+
+class FeatureTagger(nn.Module):
+    """A small tagger over a frozen encoder's features: the chosen layer combination, a bidirectional LSTM,
+    and a linear classifier (the BERT paper used two BiLSTM layers of 768 units)."""
+
+    num_labels: int
+    how: str
+    hidden_size: int = 64
+
+    @nn.compact
+    def __call__(self, hidden_states: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        """(S, B, L, D) hidden states and (B, L) mask -> (B, L, C) logits."""
+        weights = None
+        if self.how == "weighted_sum":
+            weights = self.param("layer_weights", nn.initializers.zeros, (hidden_states.shape[0],))
+        combined = combine_stacked_layers(hidden_states, self.how, weights)
+        if self.how == "weighted_sum":  # ELMo's scale on the mix
+            combined = combined * self.param("scale", nn.initializers.ones, ())
+        lengths = jnp.sum(attention_mask > 0, axis=-1)
+        recurrent = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(self.hidden_size)),
+                                     nn.RNN(nn.OptimizedLSTMCell(self.hidden_size)))
+        return nn.Dense(self.num_labels)(recurrent(combined, seq_lengths=lengths))  # B, L, C

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bertjax import elmo
+from bertjax import elmo, heads
 from bertjax.model import BertConfig
 
 CONFIG = BertConfig(vocab_size=40, hidden_size=16, num_layers=2, num_heads=1, intermediate_size=16,
@@ -54,7 +54,7 @@ def test_embedding_and_softmax_are_shared_and_the_size_is_elmos():
 
 def test_scalar_mix_is_a_softmax_weighted_sum_times_gamma():
     layers = [jnp.full((2, 3, 4), value) for value in (1.0, 2.0, 6.0)]
-    mix = elmo.ScalarMix()
+    mix = heads.ScalarMix()
     params = mix.init(jax.random.key(0), layers)
     np.testing.assert_allclose(mix.apply(params, layers), jnp.full((2, 3, 4), 3.0))  # starts as the mean
     params = {"params": {"scores": jnp.log(jnp.array([1.0, 1.0, 2.0])), "gamma": jnp.array(0.5)}}

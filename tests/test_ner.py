@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bertjax import finetune
+from bertjax import finetune, heads
 from bertjax.tasks import ner
 from configs import ner as ner_config
 
@@ -117,23 +117,23 @@ def test_words_past_max_seq_length_are_predicted_o(sp_tokenizer):
 # --- feature-based tagging ----------------------------------------------------------------------------------
 def test_layer_combinations():
     hidden = jax.random.normal(jax.random.PRNGKey(0), (7, 2, 3, 4))  # embeddings + 6 layers
-    np.testing.assert_allclose(ner.combine_layers(hidden, "first"), hidden[1])
-    np.testing.assert_allclose(ner.combine_layers(hidden, "last"), hidden[6])
-    np.testing.assert_allclose(ner.combine_layers(hidden, "second_to_last"), hidden[5])
-    np.testing.assert_allclose(ner.combine_layers(hidden, "sum_last_four"),
+    np.testing.assert_allclose(heads.combine_stacked_layers(hidden, "first"), hidden[1])
+    np.testing.assert_allclose(heads.combine_stacked_layers(hidden, "last"), hidden[6])
+    np.testing.assert_allclose(heads.combine_stacked_layers(hidden, "second_to_last"), hidden[5])
+    np.testing.assert_allclose(heads.combine_stacked_layers(hidden, "sum_last_four"),
                                hidden[3] + hidden[4] + hidden[5] + hidden[6], rtol=1e-6)
-    concat = ner.combine_layers(hidden, "concat_last_four")
+    concat = heads.combine_stacked_layers(hidden, "concat_last_four")
     assert concat.shape == (2, 3, 16)
     np.testing.assert_allclose(concat[..., 4:8], hidden[4])
-    np.testing.assert_allclose(ner.combine_layers(hidden, "weighted_sum", jnp.zeros(7)), hidden.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(heads.combine_stacked_layers(hidden, "weighted_sum", jnp.zeros(7)), hidden.mean(0), rtol=1e-5)
     with pytest.raises(ValueError, match="needs 4 Transformer layers; this model has"):
-        ner.combine_layers(hidden[:3], "sum_last_four")
+        heads.combine_stacked_layers(hidden[:3], "sum_last_four")
 
 
 def test_feature_tagger_shapes_and_padding():
     hidden = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 5, 8))
     mask = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    tagger = ner.FeatureTagger(num_labels=4, how="weighted_sum", hidden_size=6)
+    tagger = heads.FeatureTagger(num_labels=4, how="weighted_sum", hidden_size=6)
     params = tagger.init(jax.random.PRNGKey(1), hidden, mask)["params"]
     assert params["layer_weights"].shape == (3,)
     apply = jax.jit(tagger.apply)

@@ -10,6 +10,7 @@ import optax
 import pytest
 from flax import traverse_util
 
+from bertjax import heads
 from bertjax.heads import BertForPretraining
 from bertjax.model import BertConfig
 from bertjax.tasks import causal_lm, transfer
@@ -25,7 +26,7 @@ def _batch(lengths=(8, 5), length=8, seed=0):
 
 
 def _classifier(objective, num_labels=3):
-    model = transfer.PooledClassifier(transfer.backbone(objective, CONFIG), num_labels, dropout_rate=0.0)
+    model = heads.PooledClassifier(transfer.backbone(objective, CONFIG), num_labels, dropout_rate=0.0)
     ids, mask = _batch()
     return model, nn.meta.unbox(model.init(jax.random.key(0), ids, mask)["params"])
 
@@ -35,7 +36,7 @@ def test_a_pretraining_checkpoint_fits_the_classifier(objective):
     """Every parameter but the new classifier has the name and shape the pretraining model gives it, so
     `train.init_checkpoint` loads it (checkpoint.load_partial_params with fresh=("classifier",))."""
     ids, mask = _batch()
-    classifier = transfer.PooledClassifier(transfer.backbone(objective, CONFIG), 3)
+    classifier = heads.PooledClassifier(transfer.backbone(objective, CONFIG), 3)
     params = jax.eval_shape(classifier.init, jax.random.key(0), ids, mask)["params"]
     if objective == "pretraining":
         pretrained = jax.eval_shape(BertForPretraining(CONFIG).init, jax.random.key(1), ids, None, mask)

@@ -5,15 +5,15 @@
         the specials weigh 0 in the loss ─ a label at every position ─ back to one tag per word
     ─ entity-level precision, recall and F1 per type and overall (seqeval's default mode, as conlleval)
 
-Also the feature-based use of BERT (as ELMo): a frozen encoder's layers combined (`combine_layers`) and fed
-to a small trainable tagger (`FeatureTagger`); `benchmarks/feature_tagging.py` compares the combinations.
+Also the feature-based use of BERT (as ELMo): a frozen encoder's layers combined and fed to a small trainable
+tagger (`bertjax.heads.FeatureTagger`, trained by `fit_feature_tagger`); `benchmarks/feature_tagging.py`
+compares the combinations.
 Shape letters: N rows, B batch, L length, D hidden, C labels, S stacked layers.
 """
 
 import dataclasses
 import pathlib
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +23,7 @@ from seqeval.metrics import classification_report
 
 from bertjax import files, losses, train
 from bertjax.data import batching, tokenizer
-from bertjax.features import combine_layers as combine_encoder_layers
+from bertjax import heads
 from bertjax.heads import BertForTokenClassification
 from bertjax.model import BertConfig
 from bertjax.tasks.base import TaskBase
@@ -270,53 +270,13 @@ class NerTask(TaskBase):
 
 
 # --- feature-based tagging ----------------------------------------------------------------------------------
-LAYER_COMBINATIONS = ("embeddings", "first", "last", "second_to_last", "sum_last_four", "concat_last_four",
-                      "weighted_sum")
-
-
-def combine_layers(hidden_states: jax.Array, how: str, layer_weights: jax.Array | None = None) -> jax.Array:
-    """(S, B, L, D) stacked hidden states (the embeddings output, then each layer's) -> (B, L, D) or, for
-    "concat_last_four", (B, L, 4D): `bertjax.features.combine_layers`, plus "weighted_sum", ELMo's learned mix
-    of every layer with (S,) `layer_weights` (softmax-normalised here)."""
-    if how not in LAYER_COMBINATIONS:
-        raise ValueError(f"Layer combination {how!r}: choose one of {LAYER_COMBINATIONS}.")
-    if how != "weighted_sum":
-        return combine_encoder_layers(list(hidden_states), how)
-    if layer_weights is None:
-        raise ValueError("'weighted_sum' needs layer_weights.")
-    return jnp.einsum("s,sbld->bld", jax.nn.softmax(layer_weights), hidden_states)
-
-
-class FeatureTagger(nn.Module):
-    """A small tagger over a frozen encoder's features: the chosen layer combination, a bidirectional LSTM,
-    and a linear classifier (the BERT paper used two BiLSTM layers of 768 units)."""
-
-    num_labels: int
-    how: str
-    hidden_size: int = 64
-
-    @nn.compact
-    def __call__(self, hidden_states: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        """(S, B, L, D) hidden states and (B, L) mask -> (B, L, C) logits."""
-        weights = None
-        if self.how == "weighted_sum":
-            weights = self.param("layer_weights", nn.initializers.zeros, (hidden_states.shape[0],))
-        features = combine_layers(hidden_states, self.how, weights)
-        if self.how == "weighted_sum":  # ELMo's scale on the mix
-            features = features * self.param("scale", nn.initializers.ones, ())
-        lengths = jnp.sum(attention_mask > 0, axis=-1)
-        recurrent = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(self.hidden_size)),
-                                     nn.RNN(nn.OptimizedLSTMCell(self.hidden_size)))
-        return nn.Dense(self.num_labels)(recurrent(features, seq_lengths=lengths))  # B, L, C
-
-
 def fit_feature_tagger(how: str, num_labels: int, states, features: dict[str, np.ndarray], *, steps: int,
                        batch_size: int = 32, learning_rate: float = 3e-3, hidden_size: int = 64,
-                       seed: int = 0) -> tuple[FeatureTagger, dict]:
+                       seed: int = 0) -> tuple[heads.FeatureTagger, dict]:
     """Train a `FeatureTagger` on a frozen encoder's (S, N, L, D) hidden states of `features`' rows (their
     attention_mask, label_ids and label_weights): Adam, `steps` batches of `batch_size` rows drawn at random.
     Returns the tagger and its parameters."""
-    tagger = FeatureTagger(num_labels=num_labels, how=how, hidden_size=hidden_size)
+    tagger = heads.FeatureTagger(num_labels=num_labels, how=how, hidden_size=hidden_size)
     params = tagger.init(jax.random.PRNGKey(seed), states[:, :1], features["attention_mask"][:1])["params"]
 
     def loss(params, batch_states, batch):
@@ -333,7 +293,7 @@ def fit_feature_tagger(how: str, num_labels: int, states, features: dict[str, np
     return tagger, train.fit(loss, params, optax.adam(learning_rate), batches())
 
 
-def predict_feature_tags(tagger: FeatureTagger, params, states, features: dict[str, np.ndarray],
+def predict_feature_tags(tagger: heads.FeatureTagger, params, states, features: dict[str, np.ndarray],
                          batch_size: int = 256) -> np.ndarray:
     """(N, L) predicted label ids of a trained `FeatureTagger` over (S, N, L, D) states."""
     run = jax.jit(lambda states, mask: jnp.argmax(tagger.apply({"params": params}, states, mask), -1))

@@ -6,7 +6,7 @@ of `bertjax.tasks.causal_lm` (causal_lm, shifted_lm_unmasked, forward_backward, 
     PooledClassificationTask   fine-tuning the whole backbone plus a linear classifier, for the one train loop
     layer_states               a frozen backbone's hidden states: every layer, per token or mean-pooled
     fit_mix_classifier         the feature-based use ELMo proposed: a learned scalar mix of the frozen layers
-                               (`bertjax.elmo.ScalarMix`), then a linear classifier
+                               (`bertjax.heads.ScalarMix`), then a linear classifier
 
 Every model is pooled the same way: the mean of a layer's hidden states over the real tokens. A causal model's
 first position ([CLS]) has seen nothing else, so BERT's [CLS] pooling would not be fair to it. A layer of the
@@ -23,23 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bertjax import elmo, features, train
-from bertjax.model import BertConfig, BertModel, make_dense, make_dropout
+from bertjax import features, heads, train
+from bertjax.model import BertConfig
 from bertjax.tasks import causal_lm, glue
 
 OBJECTIVES = ("pretraining", *causal_lm.OBJECTIVES)
-
-
-class _Encoder(nn.Module):
-    """A single transformer stack under the name its pretraining model gives it (`bert`)."""
-
-    config: BertConfig
-
-    def setup(self):
-        self.bert = BertModel(self.config)
-
-    def __call__(self, input_ids, attention_mask, position_ids, *, deterministic: bool = True):
-        return self.bert(input_ids, None, attention_mask, position_ids, deterministic=deterministic)
 
 
 def backbone(objective: str, model_config: BertConfig) -> nn.Module:
@@ -48,42 +36,10 @@ def backbone(objective: str, model_config: BertConfig) -> nn.Module:
     The LM heads of the forward+backward pair and ELMo stay in (they share parameters with the embeddings
     or are cheap, and what nothing uses is not computed under jit)."""
     if objective in ("pretraining", "causal_lm", "shifted_lm_unmasked"):
-        return _Encoder(dataclasses.replace(model_config, causal=objective == "causal_lm"))
+        return heads.Encoder(dataclasses.replace(model_config, causal=objective == "causal_lm"))
     if objective in causal_lm.OBJECTIVES:
         return causal_lm.make_model(objective, model_config)
     raise ValueError(f"objective={objective!r}: choose one of {OBJECTIVES}.")
-
-
-def _positions(input_ids: jax.Array) -> jax.Array:
-    return jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)  # B, L
-
-
-def normalize(pooled: jax.Array) -> jax.Array:
-    """Each pooled vector (..., D) to zero mean and unit variance over its D features: a LayerNorm without
-    parameters (the classifier after it is affine anyway). Models differ in the scale of their states (a
-    post-LN transformer's are about 1, an LSTM's far smaller), which would otherwise set how fast the same
-    classifier learns at the same rate."""
-    return jax.nn.standardize(pooled, axis=-1, epsilon=1e-6)
-
-
-class PooledClassifier(nn.Module):
-    """A backbone, whose parameters keep their own names (no prefix: `nn.share_scope`), and a classifier on
-    the mean of its top layer over real tokens (`attention_mask` > 0), normalized, after dropout."""
-
-    backbone: nn.Module
-    num_labels: int
-    dropout_rate: float = 0.1
-
-    def setup(self):
-        nn.share_scope(self, self.backbone)
-        self.pooled_dropout = make_dropout(self.backbone.config, self.dropout_rate)
-        self.classifier = make_dense(self.backbone.config, self.num_labels, ("embed", None))
-
-    def __call__(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
-        """(B, L) ids and mask -> (B, C) logits."""
-        output = self.backbone(input_ids, attention_mask, _positions(input_ids), deterministic=deterministic)
-        pooled = normalize(features.pool(output.hidden_states[-1], attention_mask, "mean"))  # B, D
-        return self.classifier(self.pooled_dropout(pooled, deterministic=deterministic)).astype(jnp.float32)
 
 
 class PooledClassificationTask(glue.ClassificationTask):
@@ -99,7 +55,7 @@ class PooledClassificationTask(glue.ClassificationTask):
         if len(self.spec.text_columns) != 1 or self.regression:
             raise ValueError(f"{self.name}: mean-pooled fine-tuning takes single-text classification tasks only.")
         self.objective = objective
-        self.model = PooledClassifier(backbone(objective, self.model_config), self.spec.num_labels,
+        self.model = heads.PooledClassifier(backbone(objective, self.model_config), self.spec.num_labels,
                                       self.model_config.hidden_dropout)
         self.identity = {**self.identity, "head": self.head, "objective": objective}
 
@@ -117,7 +73,7 @@ def layer_states(model: nn.Module, params, input_ids: np.ndarray, attention_mask
 
     @jax.jit
     def run(input_ids, attention_mask):
-        states = model.apply({"params": params}, input_ids, attention_mask, _positions(input_ids)).hidden_states
+        states = model.apply({"params": params}, input_ids, attention_mask, heads.row_positions(input_ids)).hidden_states
         if pooled:
             return jnp.stack([features.pool(state, attention_mask, "mean") for state in states])  # S, B, D
         return jnp.stack(states)  # S, B, L, D
@@ -148,16 +104,6 @@ def standardize(states: np.ndarray, attention_mask: np.ndarray | None = None,
     return statistics
 
 
-class MixClassifier(nn.Module):
-    """ELMo's feature-based classifier: `ScalarMix` over the (S, N, D) pooled layers, then a linear layer."""
-
-    num_labels: int
-
-    @nn.compact
-    def __call__(self, layers: jax.Array) -> jax.Array:
-        return nn.Dense(self.num_labels, name="classifier")(elmo.ScalarMix(name="mix")(list(layers)))  # N, C
-
-
 def fit_mix_classifier(train_layers: np.ndarray, train_labels: np.ndarray, num_labels: int, *, steps: int = 300,
                        learning_rate: float = 1e-2, l2: float = 1e-3, seed: int = 0):
     """Train a `MixClassifier` on frozen pooled layers (S, N, D): each layer standardised with the training
@@ -167,7 +113,7 @@ def fit_mix_classifier(train_layers: np.ndarray, train_labels: np.ndarray, num_l
     inputs = train_layers.copy()
     statistics = standardize(inputs)
     inputs = jnp.asarray(inputs)
-    model = MixClassifier(num_labels)
+    model = heads.MixClassifier(num_labels)
     params = model.init(jax.random.PRNGKey(seed), inputs[:, :1])["params"]
 
     def loss(params):
