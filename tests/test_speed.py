@@ -153,6 +153,6 @@ def test_analytic_flops_agree_with_xla_cost_analysis(variant, batch, length):
     optimizer = make_optimizer(config.optim, 10**6, task.model_config.num_layers)
     state = jax.eval_shape(lambda: train.init_train_state(task, optimizer, 0, example))
     step, _ = train.compile_steps(task, optimizer, 1)
-    xla = train._flops(step.lower(state, example).compile())
+    xla = flops.xla_flops(step.lower(state, example).compile())
     analytic = flops.analytic_flops(task.model_config, batch, length, predictions)
     assert xla == pytest.approx(analytic, rel=0.10), (xla / 1e9, analytic / 1e9)
