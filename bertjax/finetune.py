@@ -106,8 +106,8 @@ def run(config, workdir: str | pathlib.Path, *, predict: bool = False, task=None
     results = {"task": task.name, "metric": task.metric, "init_checkpoint": config.train.init_checkpoint,
                "seed": config.seed, "num_steps": config.train.num_steps, "best": best.record, "final": final}
     if predict:
-        files = predict_and_write(config, task, best.directory, workdir / "predictions")
-        results["predictions"] = [str(path) for path in files]
+        written = predict_and_write(config, task, best.directory, workdir / "predictions")
+        results["predictions"] = [str(path) for path in written]
     if jax.process_index() == 0:
         files.write_json(workdir / "results.json", results)
     return results
