@@ -12,12 +12,9 @@ to `WORKDIR/corrupt_checkpoints/` and resumes from the newest good one.
 
 Resume precedence (`restore_or_init`): the work directory's latest good checkpoint (everything: exact
 resume), else `init_checkpoint` (parameters only: continued pretraining or fine-tuning), else fresh
-initialisation.
+initialisation. Finding a run and loading parameters alone (init_checkpoint, export) is `bertjax.runs`'s.
 """
 
-import contextlib
-import dataclasses
-import json
 import pathlib
 import time
 from collections.abc import Callable, Sequence
@@ -26,15 +23,12 @@ from typing import Any
 import grain
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-from flax import traverse_util
 from jax.experimental import multihost_utils
 
-from bertjax import convert
+from bertjax import files, runs
 from bertjax.faults import CheckpointWriteError
-from bertjax.model import BertConfig
 
 
 def _leaf_bits(leaf: jax.Array) -> jax.Array:
@@ -137,13 +131,8 @@ class Checkpointer:
 
     def _check_shapes(self, step: int, abstract_params: Any) -> None:
         metadata = self._manager.item_metadata(step).state
-        stored = traverse_util.flatten_dict(metadata.tree["params"], sep="/")
-        wanted = traverse_util.flatten_dict(abstract_params, sep="/")
-        problems = [f"{name}: checkpoint {tuple(stored[name].shape)}, config {tuple(want.shape)}"
-                    for name, want in sorted(wanted.items())
-                    if name in stored and tuple(stored[name].shape) != tuple(want.shape)]
-        problems += [f"{name}: not in the checkpoint" for name in wanted if name not in stored]
-        problems += [f"{name}: not in this model" for name in stored if name not in wanted]
+        problems = runs.check_shapes(runs.param_shapes(metadata.tree["params"]),
+                                     runs.param_shapes(abstract_params)).lines()
         if problems:
             raise _ShapeMismatch(
                 f"{self.directory / str(step)} holds a model of other shapes than the config describes ("
@@ -221,106 +210,6 @@ class BestCheckpoint:
         self._manager.close()
 
 
-def _latest_step_directory(path: pathlib.Path) -> pathlib.Path:
-    """A run directory, its `checkpoints/`, or one step's directory -> the step directory to read."""
-    if (path / "checkpoints").is_dir():
-        path = path / "checkpoints"
-    if (path / "state").is_dir():
-        return path
-    steps = sorted((int(child.name), child) for child in path.iterdir() if child.name.isdigit() and child.is_dir())
-    if not steps:
-        raise FileNotFoundError(f"init_checkpoint {path}: no checkpoint there (expected a run directory, its "
-                                "checkpoints/ directory, a step directory, or an HF BERT folder).")
-    return steps[-1][1]
-
-
-def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
-    """Parameters from another run's checkpoint (only those `abstract_params` names) or an HF BERT folder
-    (`config.json` + `model.safetensors` or `pytorch_model.bin`). Shapes must fit the current model."""
-    path = pathlib.Path(path).absolute()  # orbax reads absolute paths only
-    if _is_hf_folder(path):
-        _, params, absent = convert.load_hf_bert(path)
-        missing = sorted(set(abstract_params) - set(params))
-        if missing:
-            raise ValueError(f"init_checkpoint {path} has no {missing} (absent: {absent}).")
-        return jax.tree.map(lambda want, have: _fit(want, have, path), abstract_params,
-                            {name: params[name] for name in abstract_params})
-    step_dir = _latest_step_directory(path)
-    checkpointer = ocp.PyTreeCheckpointer()
-    try:
-        restored = checkpointer.restore(step_dir / "state", args=ocp.args.PyTreeRestore(
-            item={"params": abstract_params}, partial_restore=True,
-            restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params})))
-    except ValueError as error:  # orbax: a stored shape that differs from the model's
-        raise ValueError(f"init_checkpoint {step_dir}: {error} The checkpoint's model config differs from this "
-                         "run's.") from None
-    # orbax hands back the target itself where the checkpoint has no such parameter: never train on that.
-    absent = ["/".join(str(getattr(key, "key", key)) for key in path)
-              for path, leaf in jax.tree_util.tree_flatten_with_path(restored["params"])[0]
-              if isinstance(leaf, jax.ShapeDtypeStruct)]
-    if absent:
-        raise ValueError(f"init_checkpoint {step_dir} lacks parameters the model needs: {', '.join(absent)}.")
-    return jax.tree.map(lambda want, have: _fit(want, have, step_dir), abstract_params, restored["params"])
-
-
-def _is_hf_folder(path: pathlib.Path) -> bool:
-    return (path / "config.json").is_file() and any((path / name).is_file()
-                                                    for name in ("model.safetensors", "pytorch_model.bin"))
-
-
-def _fit(want: jax.ShapeDtypeStruct, have, source) -> jax.Array:
-    if tuple(want.shape) != tuple(have.shape):
-        raise ValueError(f"init_checkpoint {source}: a tensor of shape {tuple(have.shape)} where the model has "
-                         f"{tuple(want.shape)}; the checkpoint's model config differs from this run's.")
-    return jax.numpy.asarray(have, want.dtype)
-
-
-def _stored_params(path: pathlib.Path) -> tuple[str, dict[tuple[str, ...], tuple[int, ...]]]:
-    """Where an init checkpoint's parameters are, and the shape of each (flat paths), read without the data."""
-    if _is_hf_folder(path):
-        _, params, _ = convert.load_hf_bert(path)
-        return str(path), {name: tuple(value.shape) for name, value in traverse_util.flatten_dict(params).items()}
-    step_dir = _latest_step_directory(path)
-    with _quiet_orbax():
-        metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
-    flat = traverse_util.flatten_dict(metadata["params"])
-    return str(step_dir), {name: tuple(value.shape) for name, value in flat.items()}
-
-
-def load_partial_params(path: str | pathlib.Path, abstract_params: Any, fresh: Sequence[str],
-                        fresh_params: Any) -> tuple[Any, str]:
-    """Parameters for fine-tuning: those of `abstract_params` found in the checkpoint at `path` (a bertjax run
-    or an HF folder), and `fresh_params`' values for the top-level modules named in `fresh` (new heads) that
-    the checkpoint lacks or holds in another shape (another task's classifier). Any other parameter missing or
-    mis-shaped is an error naming it. Returns (params, a one-line report of what was loaded and what is new)."""
-    path = pathlib.Path(path).absolute()  # orbax reads absolute paths only
-    source, stored = _stored_params(path)
-    wanted = traverse_util.flatten_dict(abstract_params)
-    loaded, new, problems = [], [], []
-    for name, leaf in wanted.items():
-        shape = stored.get(name)
-        if shape == tuple(leaf.shape):
-            loaded.append(name)
-        elif name[0] in fresh:
-            new.append(name)
-        else:
-            problems.append(f"{'/'.join(name)} {'absent' if shape is None else f'has shape {shape}'}, "
-                            f"the model needs {tuple(leaf.shape)}")
-    if problems:
-        raise ValueError(f"init_checkpoint {source} does not fit this model: " + "; ".join(problems)
-                         + ". The checkpoint's model config differs from this run's.")
-    subset = traverse_util.unflatten_dict({name: wanted[name] for name in loaded})
-    values = traverse_util.flatten_dict(load_params(path, subset))
-    fresh_flat = traverse_util.flatten_dict(fresh_params)
-    params = traverse_util.unflatten_dict({name: values[name] if name in values else fresh_flat[name]
-                                           for name in wanted})
-    unused = sorted({name[0] for name in stored} - {name[0] for name in loaded})
-    report = (f"{len(loaded)} tensors ({sum(int(np.prod(wanted[n].shape)) for n in loaded):,} values) loaded from "
-              f"{source}; new: {', '.join('/'.join(n) for n in new) or 'none'}; not used: "
-              f"{', '.join(unused) or 'none'}")
-    return params, report
-
-
 def restore_or_init(checkpointer: Checkpointer, abstract_state: Any, init_state: Callable[[], Any],
                     data_iterator, init_checkpoint: str | None, with_params: Callable[[Any, Any], Any],
                     identity: dict | None = None, fresh: Sequence[str] = ()):
@@ -339,11 +228,11 @@ def restore_or_init(checkpointer: Checkpointer, abstract_state: Any, init_state:
         how = f"resumed from {checkpointer.directory / str(step)} (step {step})"
     elif init_checkpoint and fresh:
         state = init_state()
-        params, report = load_partial_params(init_checkpoint, abstract_state.params, fresh, state.params)
+        params, report = runs.load_partial_params(init_checkpoint, abstract_state.params, fresh, state.params)
         state = with_params(state, params)
         how = f"initialised from {report}; optimizer and data start fresh"
     elif init_checkpoint:
-        params = load_params(init_checkpoint, abstract_state.params)
+        params = runs.load_params(init_checkpoint, abstract_state.params)
         state = with_params(init_state(), params)
         how = f"initialised from the parameters of {init_checkpoint}; optimizer and data start fresh"
     else:
@@ -353,119 +242,8 @@ def restore_or_init(checkpointer: Checkpointer, abstract_state: Any, init_state:
     return state, how
 
 
-def write_json(path: pathlib.Path, value: dict) -> None:
-    """Write JSON atomically: a reader never sees a half-written file."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value, indent=2, default=str) + "\n")
-    partial.replace(path)
-
-
-# --- parameters alone: converted checkpoints, export, feature extraction --------------------------------------
-
-def save_params(workdir: str | pathlib.Path, params: Any, config: dict, record: dict, step: int = 0) -> pathlib.Path:
-    """A run directory holding parameters only: `config.json` (a resolved config) and
-    `checkpoints/STEP/` with `state` = {"params": ...} and the JSON `record`. `load_params` (init_checkpoint)
-    and `open_run` read it. Both writes are atomic: an interrupted save leaves no half-written checkpoint."""
-    workdir = pathlib.Path(workdir).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_json(workdir / "config.json", config)
-    manager = ocp.CheckpointManager(workdir / "checkpoints", options=ocp.CheckpointManagerOptions(create=True),
-                                    item_names=("state", "record"))
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
-                                               record=ocp.args.JsonSave(record)), force=True)
-    manager.wait_until_finished()
-    manager.close()
-    return workdir / "checkpoints" / str(step)
-
-
-@dataclasses.dataclass(frozen=True)
-class SavedRun:
-    """What a run directory says about its latest checkpoint, before any tensor is read."""
-
-    config: dict  # the resolved config (config.json)
-    record: dict  # step, task, tokenizer fingerprint; fine-tuning runs add head, num_labels, labels
-    step_dir: pathlib.Path
-    stored_params: dict[tuple[str, ...], tuple[tuple[int, ...], str]]  # flattened path -> (shape, dtype)
-
-    @property
-    def head(self) -> str:
-        """The run's head as `convert.HEADS` names it (a record without one is a pretraining run's)."""
-        head = self.record.get("head", "pretraining")
-        return {"span": "question_answering", "tokens": "token_classification"}.get(head, head)  # SQuAD, NER
-
-
-def open_run(path: str | pathlib.Path) -> SavedRun:
-    """A run directory (or its `checkpoints/`, `best/`, or one step's directory) -> its config, record and the
-    names and shapes of the stored parameters."""
-    path = pathlib.Path(path).absolute()
-    if not path.exists():
-        raise FileNotFoundError(f"Checkpoint {path} not found.")
-    step_dir = _latest_step_directory(path)
-    config_path = step_dir.parent.parent / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: a run directory holds the config.json its checkpoints "
-                                "were made with.")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{config_path} is not valid JSON: {error}") from None
-    record = _read_record(step_dir)
-    if "head" not in record and step_dir.parent.name == "best":  # a run's best parameters: the run says the head
-        latest = _latest_step_directory(step_dir.parent.parent / "checkpoints")
-        record = {**{key: value for key, value in _read_record(latest).items()
-                     if key in ("head", "num_labels", "labels", "tokenizer_fingerprint", "task")}, **record}
-    with _quiet_orbax():
-        metadata = ocp.PyTreeCheckpointer().metadata(step_dir / "state").item_metadata.tree
-    if "params" not in metadata:
-        raise ValueError(f"{step_dir / 'state'} holds no parameters (found {sorted(metadata)}).")
-    stored = {path: (tuple(leaf.shape), str(leaf.dtype))
-              for path, leaf in traverse_util.flatten_dict(metadata["params"]).items()}
-    return SavedRun(config, record, step_dir, stored)
-
-
-def _read_record(step_dir: pathlib.Path) -> dict:
-    path = step_dir / "record" / "metadata"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def restore_params(run: SavedRun, abstract_params: Any) -> Any:
-    """Every stored parameter onto `abstract_params`, which must name exactly the stored ones: a parameter the
-    model has and the checkpoint lacks, one the checkpoint has and the model lacks, or a shape that differs
-    fails, listing each, instead of leaving random weights or dropping trained ones."""
-    expected = traverse_util.flatten_dict(abstract_params)
-    problems = ([f"missing in the checkpoint: {'/'.join(path)}" for path in expected if path not in run.stored_params]
-                + [f"not in the model: {'/'.join(path)}" for path in run.stored_params if path not in expected]
-                + [f"{'/'.join(path)}: the model has shape {tuple(want.shape)}, the checkpoint "
-                   f"{run.stored_params[path][0]}" for path, want in expected.items()
-                   if path in run.stored_params and tuple(want.shape) != run.stored_params[path][0]])
-    if problems:
-        raise ValueError(f"{run.step_dir} does not fit the model its config.json and record describe "
-                         f"(head {run.head!r}):\n  " + "\n  ".join(problems))
-    with _quiet_orbax():
-        restored = ocp.PyTreeCheckpointer().restore(run.step_dir / "state", args=ocp.args.PyTreeRestore(
-            item={"params": abstract_params}, partial_restore=True,
-            restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params})))
-    return restored["params"]
-
-
-@contextlib.contextmanager
-def _quiet_orbax():
-    """Reading one item of a step directory on its own, orbax warns that the step's metadata file (one level
-    up) is not beside it; nothing is wrong."""
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.ERROR)
-    try:
-        yield
-    finally:
-        logging.set_verbosity(verbosity)
-
-
-def load_run(path: str | pathlib.Path) -> tuple[SavedRun, BertConfig, dict]:
-    """A run's latest checkpoint -> (what the run says, its model config, all its parameters) as numpy arrays,
-    for the model of the run's head (`convert.HEADS`)."""
-    run = open_run(path)
-    if "model" not in run.config:
-        raise ValueError(f"{run.step_dir.parent.parent / 'config.json'} has no `model` group.")
-    model_config = BertConfig.from_config(run.config["model"])
-    abstract = convert.abstract_params(model_config, run.head, run.record.get("num_labels"))
-    return run, model_config, restore_params(run, abstract)
+# Temporary: the old homes of functions that moved, until their last callers (bertjax/train.py,
+# bertjax/tasks/squad.py, tools/reproduce.py, benchmarks/) import them from bertjax.files and bertjax.runs.
+write_json = files.write_json
+load_params = runs.load_params
+save_params = runs.save_params

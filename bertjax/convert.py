@@ -16,7 +16,7 @@ import json
 import math
 import pathlib
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -53,16 +53,27 @@ _LEAF_TABLE = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bi
 # Parts a checkpoint may lack as a whole (HF's BertModel has no cls.*; span and token models have no pooler).
 _OPTIONAL_PARTS = ("bert/pooler", "mlm_head", "sentence_head", "classifier", "qa_outputs")
 
-# A bertjax head -> (HF architecture, the parts beside the encoder, whether HF's model has the pooler).
+
+class Head(NamedTuple):
+    """A row of `HEADS`: how a bertjax head appears in HF's files and in bertjax's checkpoint records."""
+
+    architecture: str  # HF's model class
+    parts: tuple[str, ...]  # the top-level parameter groups beside the encoder (`bert`)
+    with_pooler: bool  # whether HF's model has the pooler
+    recorded_as: str  # the name a fine-tuning task's checkpoint record gives the head (SQuAD's, NER's own)
+
+
 HEADS = {
-    "pretraining": ("BertForPreTraining", ("mlm_head", "sentence_head"), True),
-    "encoder": ("BertModel", (), True),
-    "sequence_classification": ("BertForSequenceClassification", ("classifier",), True),
-    "question_answering": ("BertForQuestionAnswering", ("qa_outputs",), False),
-    "token_classification": ("BertForTokenClassification", ("classifier",), False),
+    "pretraining": Head("BertForPreTraining", ("mlm_head", "sentence_head"), True, "pretraining"),
+    "encoder": Head("BertModel", (), True, "encoder"),
+    "sequence_classification": Head("BertForSequenceClassification", ("classifier",), True,
+                                    "sequence_classification"),
+    "question_answering": Head("BertForQuestionAnswering", ("qa_outputs",), False, "span"),
+    "token_classification": Head("BertForTokenClassification", ("classifier",), False, "tokens"),
 }
-_HEAD_OF_ARCHITECTURE = {architecture: head for head, (architecture, _, _) in HEADS.items()}
+_HEAD_OF_ARCHITECTURE = {head.architecture: name for name, head in HEADS.items()}
 _HEAD_OF_ARCHITECTURE["BertForMaskedLM"] = "pretraining"  # Google's checkpoints hold both heads under this name
+_HEAD_OF_RECORD = {head.recorded_as: name for name, head in HEADS.items()}
 
 # HF keys that are not parameters, or are tied to one that is (checked equal, then skipped).
 _BUFFER_KEYS = re.compile(r"bert\.embeddings\.(position_ids|token_type_ids)")
@@ -75,6 +86,14 @@ _TO_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 
 class ConversionError(ValueError):
     """A checkpoint that does not match what bertjax expects; the message lists every problem."""
+
+
+def head_of_record(record: dict) -> str:
+    """The `HEADS` name of the head a checkpoint record names: a task's own name for it ("span", "tokens"),
+    or a `HEADS` name (converted runs); a record without one is a pretraining run's. Other names (a head
+    without an HF counterpart) come back as they are."""
+    recorded = record.get("head", "pretraining")
+    return _HEAD_OF_RECORD.get(recorded, recorded)
 
 
 def hf_name(path: tuple[str, ...]) -> tuple[str, int]:
@@ -305,7 +324,7 @@ def head_of_hf_config(hf_config: dict[str, Any], params: dict, source: str = "co
     for architecture in architectures:
         if architecture in _HEAD_OF_ARCHITECTURE:
             head = _HEAD_OF_ARCHITECTURE[architecture]
-            lacking = [part for part in HEADS[head][1] if part not in params]
+            lacking = [part for part in HEADS[head].parts if part not in params]
             if lacking:
                 raise ConversionError(f"{source}: architectures says {architecture}, but the weights lack "
                                       f"{lacking} (of the {head} head); choose the head to keep (encoder keeps "
@@ -328,6 +347,18 @@ def hf_labels(hf_config: dict[str, Any]) -> list[str] | None:
     return [id2label[key] for key in sorted(id2label, key=int)]
 
 
+def hf_weights(folder: str | pathlib.Path) -> pathlib.Path | None:
+    """An HF folder's weights: `model.safetensors`, else `pytorch_model.bin`; None when it has neither."""
+    folder = pathlib.Path(folder)
+    return next((folder / name for name in ("model.safetensors", "pytorch_model.bin") if (folder / name).is_file()),
+                None)
+
+
+def is_hf_folder(folder: str | pathlib.Path) -> bool:
+    """Whether `folder` holds an HF BERT checkpoint: config.json and the weights (`hf_weights`)."""
+    return (pathlib.Path(folder) / "config.json").is_file() and hf_weights(folder) is not None
+
+
 def load_hf_bert(folder: str | pathlib.Path) -> tuple[BertConfig, dict, list[str]]:
     """An HF BERT folder (`config.json` + `model.safetensors` or `pytorch_model.bin`) -> (config, params,
     absent parts)."""
@@ -339,8 +370,7 @@ def load_hf_folder(folder: str | pathlib.Path) -> tuple[BertConfig, dict, list[s
     """`load_hf_bert`, plus config.json's contents."""
     folder = pathlib.Path(folder)
     config_path = folder / "config.json"
-    weights_path = next((folder / name for name in ("model.safetensors", "pytorch_model.bin")
-                         if (folder / name).is_file()), None)
+    weights_path = hf_weights(folder)
     if not config_path.is_file() or weights_path is None:
         missing = config_path if not config_path.is_file() else folder / "model.safetensors"
         raise ConversionError(f"{missing} not found: an HF BERT folder needs config.json and model.safetensors "
@@ -372,10 +402,10 @@ def hf_tensors(params: dict, config: BertConfig, head: str) -> dict[str, np.ndar
                               "causal attention has no HF BERT equivalent.")
     if head not in HEADS:
         raise ConversionError(f"Unknown head {head!r}; choose one of {sorted(HEADS)}.")
-    _, parts, with_pooler = HEADS[head]
+    _, parts, with_pooler, _ = HEADS[head]
     lacking = [part for part in ("bert", *parts) if part not in params]
     if lacking:
-        raise ConversionError(f"Exporting as {HEADS[head][0]} needs the parameters {lacking}, which this "
+        raise ConversionError(f"Exporting as {HEADS[head].architecture} needs the parameters {lacking}, which this "
                               f"checkpoint lacks (it has {sorted(params)}).")
     bert = params["bert"]
     if config.scan_layers:
@@ -395,7 +425,7 @@ def config_to_hf(config: BertConfig, head: str, labels: list[str] | None = None,
                  pad_token_id: int = 0) -> dict[str, Any]:
     """A bertjax `BertConfig` -> HF's config.json for `head`'s architecture."""
     hf_config = {
-        "architectures": [HEADS[head][0]], "model_type": "bert", "vocab_size": config.vocab_size,
+        "architectures": [HEADS[head].architecture], "model_type": "bert", "vocab_size": config.vocab_size,
         "hidden_size": config.hidden_size, "num_hidden_layers": config.num_layers,
         "num_attention_heads": config.num_heads, "intermediate_size": config.intermediate_size,
         "hidden_act": _TO_HF_ACTIVATIONS[config.hidden_act], "hidden_dropout_prob": config.hidden_dropout,

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from bertjax import files
+
 # Named combinations; `hidden_states[0]` is the embeddings output, `hidden_states[i]` layer i's output. The
 # names mean what `bertjax.tasks.ner`'s feature-based tagger means by them.
 COMBINATIONS = ("embeddings", "first", "last", "second_to_last", "sum_last_four", "concat_last_four", "mean_all")
@@ -230,9 +232,8 @@ class FeatureWriter:
                    "token_ids": np.concatenate(self._ids), "token_offsets": np.asarray(self._offsets, np.int64),
                    "sequence_features": np.stack(self._sequences),
                    "example_ids": np.asarray(self._example_ids, np.int64)}
-        partial = self.directory / (name + ".partial")
-        save_file(tensors, partial)
-        partial.replace(self.directory / name)
+        with files.replacing(self.directory / name) as partial:
+            save_file(tensors, partial)
         self.shards.append({"file": name, "first_example": self._example_ids[0], "examples": len(self._example_ids),
                             "tokens": int(self._offsets[-1])})
         self.examples += len(self._example_ids)
@@ -242,9 +243,7 @@ class FeatureWriter:
         self._flush()
         index = {**self.description, "dim": self.width, "dtype": self.dtype.name, "examples": self.examples,
                  "shards": self.shards}
-        partial = self.directory / "index.json.partial"
-        partial.write_text(json.dumps(index, indent=2) + "\n")
-        partial.replace(self.directory / "index.json")
+        files.write_json(self.directory / "index.json", index)
         return index
 
 

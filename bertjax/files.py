@@ -1,11 +1,77 @@
-"""Files written whole or not at all: each is written beside its target under a `.partial` name and renamed
-into place once complete, so a reader (or a run killed mid-write) never sees half a file."""
+"""Atomic file writes: a reader never finds a half-written file (or folder) under its final name.
 
+Everything is written to a `.partial` sibling first and renamed into place once complete. A rename within one
+directory is atomic, so a run killed mid-write leaves the previous file as it was (or no file), never a torn
+one; a write that fails removes its `.partial`.
+
+`write_text`, `write_bytes` and `write_json` write what they are given; `replacing` yields the temporary path
+for writers that take a path (safetensors' `save_file`, a tokenizer's `save`, matplotlib's `savefig`);
+`replacing_directory` does the same for a whole folder.
+"""
+
+import contextlib
+import json
 import pathlib
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+
+def partial_path(path: pathlib.Path, keep_suffix: bool = False) -> pathlib.Path:
+    """`path`'s temporary sibling: `NAME.partial`, or `STEM.partial.SUFFIX` for writers that pick the format
+    from the suffix (matplotlib)."""
+    if keep_suffix:
+        return path.with_name(path.stem + ".partial" + path.suffix)
+    return path.with_name(path.name + ".partial")
+
+
+@contextlib.contextmanager
+def replacing(path: str | pathlib.Path, keep_suffix: bool = False) -> Iterator[pathlib.Path]:
+    """A temporary path to write `path`'s new contents to: renamed to `path` when the block ends, removed
+    (and `path` left as it was) when the block raises."""
+    path = pathlib.Path(path)
+    partial = partial_path(path, keep_suffix)
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)
+
+
+def write_bytes(path: str | pathlib.Path, data: bytes) -> None:
+    with replacing(path) as partial:
+        partial.write_bytes(data)
 
 
 def write_text(path: str | pathlib.Path, text: str, encoding: str = "utf-8") -> None:
+    with replacing(path) as partial:
+        partial.write_text(text, encoding=encoding)
+
+
+def write_json(path: str | pathlib.Path, value: Any) -> None:
+    """`value` as indented JSON and a newline; values JSON has no type for (paths, say) are written as text."""
+    write_text(path, json.dumps(value, indent=2, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def replacing_directory(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
+    """An empty temporary folder to fill in place of `path`: when the block ends it takes `path`'s name (an
+    existing `path` is moved aside first and deleted only once the new folder is in place); when the block
+    raises it is deleted and `path` is left as it was. Whether an existing `path` may be replaced is the
+    caller's to decide, before any work."""
     path = pathlib.Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding=encoding)
-    partial.replace(path)
+    partial = partial_path(path)
+    shutil.rmtree(partial, ignore_errors=True)  # the leftover of a run killed mid-write
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    previous = path.with_name(path.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if path.exists():
+        path.rename(previous)
+    partial.rename(path)
+    shutil.rmtree(previous, ignore_errors=True)

@@ -4,18 +4,23 @@ loop, the best checkpoint's dev metrics, test predictions, several seeds, and th
     WORKDIR/config.json, checkpoints/, best/STEP/   the run (see bertjax.train) and its best parameters
     WORKDIR/results.json                            dev metrics: the best evaluation's and the final one's
     WORKDIR/predictions/                            --predict: test predictions (GLUE: SST-2.tsv, MNLI-m.tsv, ...)
+    WORKDIR/scratch/                                `run_and_compare`: the same model trained from random
+                                                    initialisation on the same budget; comparison.json
+    WORKDIR/seed_N/, WORKDIR/scratch/seed_N/        `run_seeds`: one run per seed; summary.json
 """
 
+import copy
 import dataclasses
 import functools
 import json
 import pathlib
 import statistics
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
 
-from bertjax import checkpoint, convert, sharding, train
+from bertjax import checkpoint, convert, files, runs, sharding, train
 from bertjax.model import BertConfig
 
 
@@ -35,14 +40,6 @@ def make_task(config):
     return glue.ClassificationTask(config)
 
 
-def _run_config(path: pathlib.Path) -> dict | None:
-    """The config.json of the bertjax run that a checkpoint path (run, checkpoints/, STEP/, best/STEP/) is in."""
-    for folder in (path, *path.parents[:3]):
-        if (folder / "config.json").is_file() and (folder / "checkpoints").is_dir():
-            return json.loads((folder / "config.json").read_text())
-    return None
-
-
 def resolve_from_checkpoint(config) -> None:
     """Take the model config and tokenizer from `train.init_checkpoint` (a bertjax run, or an HF folder with
     config.json and vocab.txt), so that only the task needs naming. Model keys set in `config` other than
@@ -52,11 +49,12 @@ def resolve_from_checkpoint(config) -> None:
     path = pathlib.Path(config.train.init_checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"train.init_checkpoint {path} does not exist.")
-    run_config = _run_config(path)
-    if run_config is not None:
+    run_directory = runs.run_directory(path)
+    if run_directory is not None:
+        run_config = runs.read_config(run_directory)
         source = BertConfig.from_config(run_config["model"])
         tokenizer = run_config["data"].get("tokenizer")
-    elif (path / "config.json").is_file():
+    elif convert.is_hf_folder(path):
         source = convert.config_from_hf(json.loads((path / "config.json").read_text()), str(path / "config.json"))
         tokenizer = next((str(path / name) for name in ("tokenizer.json", "vocab.txt") if (path / name).is_file()), None)
     else:
@@ -83,10 +81,8 @@ def predict_and_write(config, task, params_path: pathlib.Path, directory: pathli
         boxed = jax.eval_shape(functools.partial(task.init_params, jax.random.PRNGKey(0), example, boxed=True))
         shardings = sharding.param_shardings(boxed, mesh, config.mesh.rules)
         abstract = jax.eval_shape(functools.partial(task.init_params, jax.random.PRNGKey(0), example))
-        params = jax.device_put(checkpoint.load_params(params_path, abstract), shardings)
-        predict_fn = jax.jit(functools.partial(train.predict_step, task=task),
-                             in_shardings=(shardings, sharding.batch_sharding(mesh)),
-                             out_shardings=sharding.replicated(mesh))
+        params = jax.device_put(runs.load_params(params_path, abstract), shardings)
+        predict_fn = train.compile_evaluation(task, shardings, mesh)
         written = []
         for split in task.test_splits if splits is None else splits:
             predictions, _ = train.predict(task, predict_fn, params, mesh, split, batch_size=batch_size)
@@ -110,10 +106,10 @@ def run(config, workdir: str | pathlib.Path, *, predict: bool = False, task=None
     results = {"task": task.name, "metric": task.metric, "init_checkpoint": config.train.init_checkpoint,
                "seed": config.seed, "num_steps": config.train.num_steps, "best": best.record, "final": final}
     if predict:
-        files = predict_and_write(config, task, best.directory, workdir / "predictions")
-        results["predictions"] = [str(path) for path in files]
+        written = predict_and_write(config, task, best.directory, workdir / "predictions")
+        results["predictions"] = [str(path) for path in written]
     if jax.process_index() == 0:
-        checkpoint.write_json(workdir / "results.json", results)
+        files.write_json(workdir / "results.json", results)
     return results
 
 
@@ -130,3 +126,72 @@ def summarize_seeds(results: list[dict]) -> dict[str, dict[str, float]]:
         summary[name] = {"median": statistics.median(values), "mean": statistics.fmean(values),
                          "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
     return summary
+
+
+def show(label: str, results: dict) -> str:
+    """One line: a run's best evaluation, its step and its metrics."""
+    best = results["best"]
+    metrics = ", ".join(f"{name} {value:.4f}" for name, value in best["metrics"].items())
+    return f"{label}: best {results['metric']} at step {best['step']} of {results['num_steps']}: {metrics}"
+
+
+def scratch_config(config):
+    """`config` (its model already resolved from the checkpoint by `run`) with no init_checkpoint: the same
+    model and budget from random initialisation."""
+    if not config.train.init_checkpoint:
+        raise ValueError("--compare_scratch compares with an init_checkpoint run; set train.init_checkpoint.")
+    scratch = copy.deepcopy(config)
+    scratch.train.init_checkpoint = None
+    return scratch
+
+
+def _silent(line: str) -> None:
+    del line
+
+
+def run_and_compare(config, workdir: str | pathlib.Path, *, predict: bool = False, compare_scratch: bool = False,
+                    report: Callable[[str], None] = _silent) -> dict:
+    """`run`, and with `compare_scratch` the same model from scratch in WORKDIR/scratch and
+    WORKDIR/comparison.json with both best evaluations. `report` gets each line worth showing."""
+    workdir = pathlib.Path(workdir)
+    results = run(config, workdir, predict=predict)
+    report(show("fine-tuned from " + str(config.train.init_checkpoint or "scratch"), results))
+    for path in results.get("predictions", []):
+        report(f"predictions: {path}")
+    if compare_scratch:
+        scratch = run(scratch_config(config), workdir / "scratch")
+        metric = results["metric"]
+        report(show("from scratch", scratch))
+        report(f"{metric}: pretrained {results['best']['value']:.4f} vs from scratch "
+               f"{scratch['best']['value']:.4f} on the same {results['num_steps']} steps")
+        if jax.process_index() == 0:
+            files.write_json(workdir / "comparison.json", {
+                "metric": metric, "pretrained": results["best"], "scratch": scratch["best"]})
+    return results
+
+
+def run_seeds(config, workdir: str | pathlib.Path, seeds: Sequence[str | int], *, predict: bool = False,
+              compare_scratch: bool = False, report: Callable[[str], None] = _silent) -> dict:
+    """One `run` per seed in WORKDIR/seed_N (and from scratch in WORKDIR/scratch/seed_N), then
+    WORKDIR/summary.json: per model the median, mean and std of each best dev metric over the seeds.
+    Returns the summaries by model ("pretrained", "scratch")."""
+    workdir = pathlib.Path(workdir)
+    results = {"pretrained": [], **({"scratch": []} if compare_scratch else {})}
+    for seed in seeds:
+        seeded = copy.deepcopy(config)
+        seeded.seed = int(seed)
+        results["pretrained"].append(run(seeded, workdir / f"seed_{seed}", predict=predict))
+        report(show(f"seed {seed}", results["pretrained"][-1]))
+        if compare_scratch:
+            results["scratch"].append(run(scratch_config(seeded), workdir / "scratch" / f"seed_{seed}"))
+            report(show(f"seed {seed} from scratch", results["scratch"][-1]))
+    summaries = {name: summarize_seeds(runs_of_model) for name, runs_of_model in results.items()}
+    if jax.process_index() == 0:
+        files.write_json(workdir / "summary.json", {"seeds": [int(seed) for seed in seeds], **{
+            ("metrics" if name == "pretrained" else f"{name}_metrics"): summary
+            for name, summary in summaries.items()}})
+    for name, summary in summaries.items():
+        for metric, stats in summary.items():
+            report(f"{name} {metric}: median {stats['median']:.4f}, mean {stats['mean']:.4f} ± {stats['std']:.4f} "
+                   f"over {len(stats['values'])} seeds")
+    return summaries

@@ -12,32 +12,21 @@ Every direction checks names and shapes both ways and fails with the list of off
 
 import dataclasses
 import pathlib
-import shutil
 
 import numpy as np
 from flax import traverse_util
 from safetensors.numpy import save_file
 
-from bertjax import checkpoint, convert
+from bertjax import convert, files, runs
 from bertjax.data import tokenizer as tokenizers
 from bertjax.model import BertConfig
 
 
-def _fresh_directory(output: pathlib.Path, overwrite: bool) -> pathlib.Path:
-    """`output`'s temporary sibling, empty: everything is written there and renamed into place at the end, so
-    an interrupted run never leaves a half-written folder under the final name."""
+def _refuse_existing(output: pathlib.Path, overwrite: bool) -> None:
+    """Every folder is written beside `output` and renamed into place at the end (`files.replacing_directory`),
+    so an interrupted run never leaves a half-written folder under the final name."""
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; choose another output or pass --overwrite.")
-    partial = output.with_name(output.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    return partial
-
-
-def _move_into_place(partial: pathlib.Path, output: pathlib.Path) -> None:
-    if output.exists():
-        shutil.rmtree(output)
-    partial.rename(output)
 
 
 # Written beside a converted run's config.json, so that `--config DIR/config.py` gives every tool its model.
@@ -88,7 +77,7 @@ def import_hf(hf_dir: str | pathlib.Path, output: str | pathlib.Path, head: str 
     chosen = head or convert.head_of_hf_config(hf_config, params, str(hf_dir / "config.json"))
     if chosen not in convert.HEADS:
         raise ValueError(f"Unknown head {chosen!r}; choose one of {sorted(convert.HEADS)}.")
-    parts = convert.HEADS[chosen][1]
+    parts = convert.HEADS[chosen].parts
     lacking = [part for part in parts if part not in params]
     if lacking:
         raise convert.ConversionError(f"{hf_dir}: head {chosen!r} needs {lacking}, which the checkpoint lacks; "
@@ -100,7 +89,7 @@ def import_hf(hf_dir: str | pathlib.Path, output: str | pathlib.Path, head: str 
     params = {name: params[name] for name in ("bert", *parts)}
     zero_filled = []
     if "pooler" not in params["bert"]:
-        if convert.HEADS[chosen][2]:
+        if convert.HEADS[chosen].with_pooler:
             raise convert.ConversionError(f"{hf_dir}: the checkpoint has no pooler, which the {chosen} head "
                                           "uses.")
         size = model_config.hidden_size
@@ -109,18 +98,18 @@ def import_hf(hf_dir: str | pathlib.Path, output: str | pathlib.Path, head: str 
     labels = convert.hf_labels(hf_config) if "classifier" in parts else None
     num_labels = int(params["classifier"]["kernel"].shape[-1]) if "classifier" in parts else None
 
-    partial = _fresh_directory(output, overwrite)
-    tokenizer = tokenizers.wordpiece_from_hf_folder(hf_dir, partial / "tokenizer.json")
-    if tokenizer.vocab_size > model_config.vocab_size:
-        raise convert.ConversionError(f"{hf_dir}: the tokenizer has {tokenizer.vocab_size} pieces, the model's "
-                                      f"embeddings {model_config.vocab_size}.")
-    record = {"step": 0, "task": "import_hf", "tokenizer_fingerprint": tokenizer.fingerprint, "head": chosen,
-              "source": str(hf_dir.absolute()), "zero_filled": zero_filled}
-    if num_labels:
-        record |= {"num_labels": num_labels, "labels": labels or [f"LABEL_{i}" for i in range(num_labels)]}
-    checkpoint.save_params(partial, params, _run_config(model_config, output / "tokenizer.json"), record)
-    (partial / "config.py").write_text(_CONFIG_PY)
-    _move_into_place(partial, output)
+    _refuse_existing(output, overwrite)
+    with files.replacing_directory(output) as partial:
+        tokenizer = tokenizers.wordpiece_from_hf_folder(hf_dir, partial / "tokenizer.json")
+        if tokenizer.vocab_size > model_config.vocab_size:
+            raise convert.ConversionError(f"{hf_dir}: the tokenizer has {tokenizer.vocab_size} pieces, the "
+                                          f"model's embeddings {model_config.vocab_size}.")
+        record = {"step": 0, "task": "import_hf", "tokenizer_fingerprint": tokenizer.fingerprint, "head": chosen,
+                  "source": str(hf_dir.absolute()), "zero_filled": zero_filled}
+        if num_labels:
+            record |= {"num_labels": num_labels, "labels": labels or [f"LABEL_{i}" for i in range(num_labels)]}
+        runs.save_params(partial, params, _run_config(model_config, output / "tokenizer.json"), record)
+        (partial / "config.py").write_text(_CONFIG_PY)
     return record
 
 
@@ -137,23 +126,23 @@ def export_hf(run_path: str | pathlib.Path, output: str | pathlib.Path, head: st
     Returns a summary: the architecture, the tensor count, the files written.
     """
     output = pathlib.Path(output).absolute()
-    run, model_config, params = checkpoint.load_run(run_path)
+    run, model_config, params = runs.load_run(run_path)
     chosen = head or run.head
     tensors = convert.hf_tensors(params, model_config, chosen)
     tokenizer = run_tokenizer(run, tokenizer_path)
     hf_config = convert.config_to_hf(model_config, chosen, run.record.get("labels"), run.record.get("num_labels"),
                                      pad_token_id=tokenizer.pad_id)
-    partial = _fresh_directory(output, overwrite)
-    checkpoint.write_json(partial / "config.json", hf_config)
-    save_file(tensors, partial / "model.safetensors", metadata={"format": "pt"})
-    files = ["config.json", "model.safetensors", *tokenizers.save_hf_tokenizer(
-        tokenizer, partial, max_length=model_config.max_position_embeddings)]
-    _move_into_place(partial, output)
-    return {"architecture": hf_config["architectures"][0], "tensors": len(tensors), "files": files,
+    _refuse_existing(output, overwrite)
+    with files.replacing_directory(output) as partial:
+        files.write_json(partial / "config.json", hf_config)
+        save_file(tensors, partial / "model.safetensors", metadata={"format": "pt"})
+        written = ["config.json", "model.safetensors", *tokenizers.save_hf_tokenizer(
+            tokenizer, partial, max_length=model_config.max_position_embeddings)]
+    return {"architecture": hf_config["architectures"][0], "tensors": len(tensors), "files": written,
             "step": run.record.get("step")}
 
 
-def run_tokenizer(run: checkpoint.SavedRun, tokenizer_path=None) -> tokenizers.Tokenizer:
+def run_tokenizer(run: runs.SavedRun, tokenizer_path=None) -> tokenizers.Tokenizer:
     """The tokenizer a run was trained with (its config's `data.tokenizer`, or `tokenizer_path` where that
     has moved), checked against the fingerprint its checkpoint recorded."""
     path = tokenizer_path or run.config.get("data", {}).get("tokenizer")
@@ -176,13 +165,13 @@ def export_params(run_path: str | pathlib.Path, output: str | pathlib.Path, over
                                                    sep="/")
     """
     output = pathlib.Path(output).absolute()
-    run, model_config, params = checkpoint.load_run(run_path)
+    run, model_config, params = runs.load_run(run_path)
     description = {"model": dataclasses.asdict(model_config), "head": run.head,
                    **{key: run.record[key] for key in ("num_labels", "labels", "step", "tokenizer_fingerprint")
                       if key in run.record}}
-    partial = _fresh_directory(output, overwrite)
+    _refuse_existing(output, overwrite)
     tensors = _flat_tensors(params)
-    save_file(tensors, partial / "params.safetensors")
-    checkpoint.write_json(partial / "bertjax_config.json", description)
-    _move_into_place(partial, output)
+    with files.replacing_directory(output) as partial:
+        save_file(tensors, partial / "params.safetensors")
+        files.write_json(partial / "bertjax_config.json", description)
     return {"tensors": len(tensors), "files": ["params.safetensors", "bertjax_config.json"], "head": run.head}

@@ -16,7 +16,7 @@ import torch
 import transformers
 from safetensors.numpy import load_file, save_file
 
-from bertjax import checkpoint, convert, interop
+from bertjax import checkpoint, convert, interop, runs
 from bertjax.data import tokenizer as tokenizers
 from bertjax.model import BertConfig, BertModel
 from configs import common
@@ -78,7 +78,7 @@ def _bertjax_run(folder, head, vocab_path, num_labels=None, labels=None, **model
     record = {"step": 7, "task": head, "tokenizer_fingerprint": tokenizer.fingerprint, "head": recorded}
     if num_labels:
         record |= {"num_labels": num_labels, "labels": labels}
-    checkpoint.save_params(folder, params, config.to_dict(), record, step=7)
+    runs.save_params(folder, params, config.to_dict(), record, step=7)
     return model_config, params
 
 
@@ -140,7 +140,7 @@ def test_scanned_layers_export_like_unrolled_ones(tmp_path):
     _, info = transformers.BertForPreTraining.from_pretrained(tmp_path / "hf", output_loading_info=True)
     assert not any(info.values()), info
     config, params, _ = convert.load_hf_bert(tmp_path / "hf")
-    run_params = checkpoint.load_run(tmp_path / "run")[2]
+    run_params = runs.load_run(tmp_path / "run")[2]
     np.testing.assert_array_equal(params["bert"]["encoder"]["layer_1"]["intermediate"]["kernel"],
                                   run_params["bert"]["encoder"]["layers"]["layer"]["intermediate"]["kernel"][1])
 
@@ -266,14 +266,14 @@ def test_converted_checkpoint_serves_continued_pretraining_and_fine_tuning(tmp_p
     assert config.train.init_checkpoint == str(tmp_path / "run")
     assert config.data.tokenizer == run_config["data"]["tokenizer"]
     # init_checkpoint reads the parameters a pretraining model and a fine-tuning encoder need.
-    pretraining = checkpoint.load_params(tmp_path / "run", convert.abstract_params(model_config, "pretraining"))
-    encoder = checkpoint.load_params(tmp_path / "run", convert.abstract_params(model_config, "encoder"))
+    pretraining = runs.load_params(tmp_path / "run", convert.abstract_params(model_config, "pretraining"))
+    encoder = runs.load_params(tmp_path / "run", convert.abstract_params(model_config, "encoder"))
     np.testing.assert_array_equal(encoder["bert"]["pooler"]["kernel"],
                                   hf_model.bert.pooler.dense.weight.detach().numpy().T)
     np.testing.assert_array_equal(pretraining["mlm_head"]["output_bias"],
                                   hf_model.cls.predictions.bias.detach().numpy())
     with pytest.raises(ValueError, match="lacks parameters the model needs: classifier/bias, classifier/kernel"):
-        checkpoint.load_params(tmp_path / "run", convert.abstract_params(model_config, "sequence_classification", 2))
+        runs.load_params(tmp_path / "run", convert.abstract_params(model_config, "sequence_classification", 2))
 
 
 def test_import_refuses_checkpoints_it_cannot_carry_whole(tmp_path):

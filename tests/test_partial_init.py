@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from bertjax import checkpoint
+from bertjax import checkpoint, runs
 from bertjax.heads import BertForPretraining, BertForSequenceClassification
 from bertjax.model import BertConfig
 
@@ -45,7 +45,7 @@ def test_encoder_loaded_and_classifier_fresh_with_a_report(pretrained, monkeypat
     monkeypatch.chdir(path.parent)
     path = path.relative_to(path.parent)  # as a user types it
     fresh = _init(BertForSequenceClassification(CONFIG, 3), 1)
-    params, report = checkpoint.load_partial_params(path, jax.eval_shape(lambda: fresh), ("classifier",), fresh)
+    params, report = runs.load_partial_params(path, jax.eval_shape(lambda: fresh), ("classifier",), fresh)
     flat, source_flat, fresh_flat = (traverse_util.flatten_dict(t) for t in (params, source, fresh))
     for name, value in flat.items():
         expected = fresh_flat[name] if name[0] == "classifier" else source_flat[name]
@@ -60,7 +60,7 @@ def test_another_tasks_classifier_is_replaced_and_an_encoder_mismatch_is_refused
     three_way = _init(BertForSequenceClassification(CONFIG, 3), 2)
     _save(tmp_path / "mnli", three_way)
     two_way = _init(BertForSequenceClassification(CONFIG, 2), 3)
-    params, report = checkpoint.load_partial_params(tmp_path / "mnli", jax.eval_shape(lambda: two_way),
+    params, report = runs.load_partial_params(tmp_path / "mnli", jax.eval_shape(lambda: two_way),
                                                     ("classifier",), two_way)
     np.testing.assert_array_equal(params["classifier"]["kernel"], two_way["classifier"]["kernel"])
     np.testing.assert_array_equal(params["bert"]["pooler"]["kernel"], three_way["bert"]["pooler"]["kernel"])
@@ -71,4 +71,4 @@ def test_another_tasks_classifier_is_replaced_and_an_encoder_mismatch_is_refused
     other = _init(BertForSequenceClassification(wider, 2), 4)
     with pytest.raises(ValueError, match=r"bert/encoder/layer_0/intermediate/kernel has shape \(32, 64\), "
                                          r"the model needs \(32, 128\)"):
-        checkpoint.load_partial_params(pretrained[0], jax.eval_shape(lambda: other), ("classifier",), other)
+        runs.load_partial_params(pretrained[0], jax.eval_shape(lambda: other), ("classifier",), other)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from bertjax import checkpoint, convert, faults, train
+from bertjax import checkpoint, convert, faults, runs, train
 from bertjax.data import shards, tokenizer
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
@@ -406,4 +406,4 @@ def test_a_malformed_safetensors_file_is_refused_by_the_loader(tmp_path):
         convert.load_hf_bert(folder)
     _safetensors(folder / "model.safetensors", {"w": {"dtype": "F32", "shape": [8], "data_offsets": [0, 32]}}, 16)
     with pytest.raises(convert.ConversionError, match="lie outside the file"):
-        checkpoint.load_params(folder, {})
+        runs.load_params(folder, {})

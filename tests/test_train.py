@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bertjax import checkpoint, flops, train
+from bertjax import checkpoint, flops, runs, train
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
 from configs import common
@@ -29,7 +29,7 @@ def _config(prepared_dir, sp_tokenizer_path, **train_overrides):
 
 def _params_at(workdir, step, abstract):
     step_dir = workdir / "checkpoints" / str(step)
-    return checkpoint.load_params(step_dir, abstract)
+    return runs.load_params(step_dir, abstract)
 
 
 def _leaves(tree):

@@ -34,7 +34,7 @@ def _classifier(objective, num_labels=3):
 @pytest.mark.parametrize("objective", transfer.OBJECTIVES)
 def test_a_pretraining_checkpoint_fits_the_classifier(objective):
     """Every parameter but the new classifier has the name and shape the pretraining model gives it, so
-    `train.init_checkpoint` loads it (checkpoint.load_partial_params with fresh=("classifier",))."""
+    `train.init_checkpoint` loads it (runs.load_partial_params with fresh=("classifier",))."""
     ids, mask = _batch()
     classifier = heads.PooledClassifier(transfer.backbone(objective, CONFIG), 3)
     params = jax.eval_shape(classifier.init, jax.random.key(0), ids, mask)["params"]

@@ -12,12 +12,11 @@ Memory holds one shard (--tokens_per_shard) and one batch, whatever the length o
 """
 
 import pathlib
-import shutil
 import time
 
 from absl import flags
 
-from bertjax import checkpoint, cli, features, interop
+from bertjax import cli, features, files, interop, runs
 from bertjax.model import BertModel
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A run directory (any head; its encoder is used).")
@@ -41,7 +40,7 @@ def main(argv):
     output = pathlib.Path(_OUTPUT.value)
     if output.exists() and not _OVERWRITE.value:
         raise FileExistsError(f"{output} exists; choose another --output or pass --overwrite.")
-    run, model_config, params = checkpoint.load_run(_CHECKPOINT.value)
+    run, model_config, params = runs.load_run(_CHECKPOINT.value)
     tokenizer = interop.run_tokenizer(run, _TOKENIZER.value)
     max_seq_length = _MAX_SEQ_LENGTH.value or run.config.get("data", {}).get("max_seq_length", 128)
     if max_seq_length > model_config.max_position_embeddings:
@@ -50,17 +49,13 @@ def main(argv):
     description = {"checkpoint": str(run.step_dir), "step": run.record.get("step"), "input": _INPUT.value,
                    "layers": layers, "pooling": _POOLING.value, "max_seq_length": max_seq_length,
                    "tokenizer_fingerprint": tokenizer.fingerprint}
-    partial = output.with_name(output.name + ".partial")  # renamed into place once complete
-    shutil.rmtree(partial, ignore_errors=True)
-    writer = features.FeatureWriter(partial, description, _TOKENS_PER_SHARD.value, _DTYPE.value)
     start = time.perf_counter()
-    count = features.extract(BertModel(model_config), params["bert"], features.read_texts(_INPUT.value), tokenizer,
-                             writer, layers=layers, pooling=_POOLING.value, max_seq_length=max_seq_length,
-                             batch_size=_BATCH_SIZE.value)
-    index = writer.close()
-    if output.exists():
-        shutil.rmtree(output)
-    partial.rename(output)
+    with files.replacing_directory(output) as partial:  # renamed into place once complete
+        writer = features.FeatureWriter(partial, description, _TOKENS_PER_SHARD.value, _DTYPE.value)
+        count = features.extract(BertModel(model_config), params["bert"], features.read_texts(_INPUT.value),
+                                 tokenizer, writer, layers=layers, pooling=_POOLING.value,
+                                 max_seq_length=max_seq_length, batch_size=_BATCH_SIZE.value)
+        index = writer.close()
     tokens = sum(shard["tokens"] for shard in index["shards"])
     print(f"{output}: {count:,} examples, {tokens:,} tokens in {len(index['shards'])} shard(s), "
           f"{time.perf_counter() - start:.1f}s; peak host memory {cli.peak_memory_mb():,.0f} MB")

@@ -19,14 +19,13 @@ WORKDIR gets results.json (the best and the final dev metrics), best/ (the best 
 Running the same command again resumes.
 """
 
-import copy
 import pathlib
 
 import jax
 from absl import flags
 from ml_collections import config_flags
 
-from bertjax import checkpoint, cli, finetune, sharding
+from bertjax import cli, finetune, sharding
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/glue.py:task=sst2",
                                           lock_config=True)
@@ -39,68 +38,18 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join JAX's multi-process
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _show(label: str, results: dict) -> str:
-    best = results["best"]
-    metrics = ", ".join(f"{name} {value:.4f}" for name, value in best["metrics"].items())
-    return f"{label}: best {results['metric']} at step {best['step']} of {results['num_steps']}: {metrics}"
-
-
-def _scratch_config(config):
-    if not config.train.init_checkpoint:
-        raise ValueError("--compare_scratch compares with an init_checkpoint run; set train.init_checkpoint.")
-    scratch = copy.deepcopy(config)  # the model config already resolved from the checkpoint by finetune.run
-    scratch.train.init_checkpoint = None
-    return scratch
-
-
-def _summarize(workdir: pathlib.Path, seeds: list[str], runs: dict[str, list[dict]]) -> None:
-    """summary.json: per model (pretrained, and scratch with --compare_scratch) the median, mean and std of
-    each best dev metric over the seeds."""
-    summaries = {name: finetune.summarize_seeds(results) for name, results in runs.items()}
-    checkpoint.write_json(workdir / "summary.json", {"seeds": [int(s) for s in seeds], **{
-        ("metrics" if name == "pretrained" else f"{name}_metrics"): summary for name, summary in summaries.items()}})
-    for name, summary in summaries.items():
-        for metric, stats in summary.items():
-            print(f"{name} {metric}: median {stats['median']:.4f}, mean {stats['mean']:.4f} ± {stats['std']:.4f} "
-                  f"over {len(stats['values'])} seeds")
-
-
 def main(argv):
     del argv
     if _DISTRIBUTED.value:
         sharding.initialize_distributed(None, None, None)
     workdir = pathlib.Path(_WORKDIR.value)
-    lead = jax.process_index() == 0
+    report = print if jax.process_index() == 0 else (lambda line: None)
     if _SEEDS.value:
-        runs = {"pretrained": [], **({"scratch": []} if _COMPARE_SCRATCH.value else {})}
-        for seed in _SEEDS.value:
-            config = copy.deepcopy(_CONFIG.value)
-            config.seed = int(seed)
-            runs["pretrained"].append(finetune.run(config, workdir / f"seed_{seed}", predict=_PREDICT.value))
-            if lead:
-                print(_show(f"seed {seed}", runs["pretrained"][-1]))
-            if _COMPARE_SCRATCH.value:
-                runs["scratch"].append(finetune.run(_scratch_config(config), workdir / "scratch" / f"seed_{seed}"))
-                if lead:
-                    print(_show(f"seed {seed} from scratch", runs["scratch"][-1]))
-        if lead:
-            _summarize(workdir, _SEEDS.value, runs)
-        return
-    config = _CONFIG.value
-    results = finetune.run(config, workdir, predict=_PREDICT.value)
-    if lead:
-        print(_show("fine-tuned from " + str(config.train.init_checkpoint or "scratch"), results))
-        for path in results.get("predictions", []):
-            print(f"predictions: {path}")
-    if _COMPARE_SCRATCH.value:
-        scratch = finetune.run(_scratch_config(config), workdir / "scratch")
-        if lead:
-            metric = results["metric"]
-            print(_show("from scratch", scratch))
-            print(f"{metric}: pretrained {results['best']['value']:.4f} vs from scratch "
-                  f"{scratch['best']['value']:.4f} on the same {results['num_steps']} steps")
-            checkpoint.write_json(workdir / "comparison.json", {
-                "metric": metric, "pretrained": results["best"], "scratch": scratch["best"]})
+        finetune.run_seeds(_CONFIG.value, workdir, _SEEDS.value, predict=_PREDICT.value,
+                           compare_scratch=_COMPARE_SCRATCH.value, report=report)
+    else:
+        finetune.run_and_compare(_CONFIG.value, workdir, predict=_PREDICT.value,
+                                 compare_scratch=_COMPARE_SCRATCH.value, report=report)
 
 
 if __name__ == "__main__":

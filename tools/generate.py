@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from absl import flags
 
-from bertjax import checkpoint, cli, generate
+from bertjax import cli, generate, runs
 from bertjax.data import tokenizer
 from bertjax.heads import BertForCausalLM
 from bertjax.model import BertConfig
@@ -43,7 +43,7 @@ def load_model(workdir: pathlib.Path) -> tuple[BertForCausalLM, dict, dict]:
                          "(a run with --config configs/gpt_tiny.py, task causal_lm).")
     model = BertForCausalLM(BertConfig.from_config({**config["model"], "causal": True}))
     abstract = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))))
-    return model, checkpoint.load_params(workdir, abstract["params"]), config
+    return model, runs.load_params(workdir, abstract["params"]), config
 
 
 def main(argv):

@@ -10,7 +10,7 @@ import time
 
 from absl import flags
 
-from bertjax import cli
+from bertjax import cli, files
 from bertjax.data import corpus, tokenizer
 
 _CORPUS = flags.DEFINE_string("corpus", "builtin", corpus.open_corpus.__doc__.split("\n\n", 1)[1].strip())
@@ -30,9 +30,8 @@ def main(argv):
     trained = tokenizer.train_sentencepiece(sentences, _VOCAB_SIZE.value, _MODEL_TYPE.value,
                                             input_sentence_size=_MAX_SENTENCES.value)
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    trained.save(partial)
-    partial.replace(output)  # never a half-written model under the final name
+    with files.replacing(output) as partial:  # never a half-written model under the final name
+        trained.save(partial)
     sample = "Return the number of items in a container."
     print(f"wrote {output}: {trained.vocab_size:,} pieces ({_MODEL_TYPE.value}) from {_CORPUS.value} "
           f"in {time.perf_counter() - start:.1f}s")

@@ -22,6 +22,7 @@ import pathlib
 import re
 from collections.abc import Iterator
 
+from bertjax import files
 from bertjax.data import corpus
 
 ENTITY_TYPES = ("ARG", "DEF")
@@ -118,9 +119,7 @@ def entity_counts(sentences: list[Sentence]) -> dict[str, int]:
 def write_conll(sentences: list[Sentence], path: pathlib.Path) -> None:
     """`word tag` lines, a blank line after each sentence; written whole or not at all."""
     text = "".join("".join(f"{word} {tag}\n" for word, tag in zip(words, tags)) + "\n" for words, tags in sentences)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    files.write_text(path, text)
 
 
 def prepare(directory: str | pathlib.Path) -> dict[str, pathlib.Path]:

@@ -16,14 +16,13 @@ import hashlib
 import itertools
 import json
 import multiprocessing
-import os
 import pathlib
-import shutil
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
+from bertjax import files
 from bertjax.data.tokenizer import Tokenizer, load_tokenizer
 
 FORMAT = "bertjax-tokenized-documents"
@@ -181,14 +180,10 @@ def prepare(documents: Iterable[list[str]], tokenizer_path: str | pathlib.Path, 
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; choose another directory or pass --overwrite.")
     tokenizer = load_tokenizer(tokenizer_path)
-    staging = output_dir.with_name(f".{output_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-
-    writers = {split: _SplitWriter(staging, split, documents_per_shard) for split in SPLITS}
-    chunks = ((chunk, validation_fraction) for chunk in _batched(documents, chunk_documents))
-    context = multiprocessing.get_context("spawn")
-    try:
+    with files.replacing_directory(output_dir) as staging:
+        writers = {split: _SplitWriter(staging, split, documents_per_shard) for split in SPLITS}
+        chunks = ((chunk, validation_fraction) for chunk in _batched(documents, chunk_documents))
+        context = multiprocessing.get_context("spawn")
         with context.Pool(num_workers, initializer=_init_worker, initargs=(str(tokenizer_path),)) as pool:
             while window := list(itertools.islice(chunks, 4 * num_workers)):  # bounded: a window at a time
                 for results in pool.imap(_tokenize_chunk, window):
@@ -199,22 +194,13 @@ def prepare(documents: Iterable[list[str]], tokenizer_path: str | pathlib.Path, 
         if writers["train"].counts["documents"] == 0:
             raise ValueError(f"No training documents were prepared from {source or 'the corpus'}: it is empty, "
                              "or every document went to validation.")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-    metadata = {
-        "format": FORMAT, "version": VERSION, "source": source,
-        "tokenizer_path": str(tokenizer_path), "tokenizer_fingerprint": tokenizer.fingerprint,
-        "vocab_size": tokenizer.vocab_size, "validation_fraction": validation_fraction,
-        "splits": {split: {"shards": writer.shards, **writer.counts} for split, writer in writers.items()},
-    }
-    (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    previous = output_dir.with_name(f".{output_dir.name}.previous-{os.getpid()}")
-    if output_dir.exists():  # swap in the new directory; the old one goes only once the new one is in place
-        output_dir.rename(previous)
-    staging.rename(output_dir)
-    shutil.rmtree(previous, ignore_errors=True)
+        metadata = {
+            "format": FORMAT, "version": VERSION, "source": source,
+            "tokenizer_path": str(tokenizer_path), "tokenizer_fingerprint": tokenizer.fingerprint,
+            "vocab_size": tokenizer.vocab_size, "validation_fraction": validation_fraction,
+            "splits": {split: {"shards": writer.shards, **writer.counts} for split, writer in writers.items()},
+        }
+        (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
 
 

@@ -18,6 +18,8 @@ import numpy as np
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
+from bertjax import files
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
@@ -291,9 +293,8 @@ def wordpiece_from_hf_folder(folder: str | pathlib.Path, output: str | pathlib.P
             handle_chinese_chars=settings.get("tokenize_chinese_chars", True))._tokenizer
     else:
         raise FileNotFoundError(f"{folder} has neither tokenizer.json nor vocab.txt: an HF BERT folder needs one.")
-    partial = output.with_name(output.name + ".partial")
-    tokenizer.save(str(partial))
-    partial.replace(output)
+    with files.replacing(output) as partial:
+        tokenizer.save(str(partial))
     return WordPieceTokenizer(output)
 
 
