@@ -22,7 +22,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from bertjax import checkpoint, cli
+from bertjax import cli, runs
 from bertjax.model import BertModel
 from bertjax.tasks import ner
 
@@ -58,7 +58,7 @@ def main(argv):
     train_features, (dev_sentences, dev_features) = task.split("train")[1], task.split("validation")
     abstract = jax.eval_shape(functools.partial(task.init_params, jax.random.PRNGKey(0), task.example_batch(1)))
     if config.train.init_checkpoint:
-        params = checkpoint.load_params(config.train.init_checkpoint, {"bert": abstract["bert"]})["bert"]
+        params = runs.load_params(config.train.init_checkpoint, {"bert": abstract["bert"]})["bert"]
     else:
         params = task.init_params(jax.random.PRNGKey(0), task.example_batch(1))["bert"]
     start = time.perf_counter()

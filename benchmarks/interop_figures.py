@@ -21,7 +21,7 @@ import jax
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bertjax import checkpoint
+from bertjax import runs
 from bertjax.data import corpus, tokenizer
 from bertjax.heads import BertForPretraining
 from bertjax.model import BertConfig
@@ -58,7 +58,7 @@ def extraction_memory(lines: int, folder: pathlib.Path) -> list[tuple[int, float
     config.model.vocab_size = 2048
     config.model.max_position_embeddings = 128
     config.data.tokenizer = str(folder / "tok.model")
-    checkpoint.save_params(folder / "run", params, config.to_dict(),
+    runs.save_params(folder / "run", params, config.to_dict(),
                            {"step": 0, "head": "pretraining", "tokenizer_fingerprint": sp.fingerprint})
     results = []
     for scale in (1, 4):

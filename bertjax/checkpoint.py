@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from bertjax import files, runs
+from bertjax import runs
 from bertjax.faults import CheckpointWriteError
 
 
@@ -241,9 +241,3 @@ def restore_or_init(checkpointer: Checkpointer, abstract_state: Any, init_state:
     logging.info("Train state %s.", how)
     return state, how
 
-
-# Temporary: the old homes of functions that moved, until their last callers (bertjax/train.py,
-# bertjax/tasks/squad.py, tools/reproduce.py, benchmarks/) import them from bertjax.files and bertjax.runs.
-write_json = files.write_json
-load_params = runs.load_params
-save_params = runs.save_params

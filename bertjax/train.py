@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from bertjax import checkpoint, faults, flops, reporting, sharding
+from bertjax import checkpoint, faults, files, flops, reporting, sharding
 from bertjax.optim import learning_rate_schedule, make_optimizer
 from bertjax.tasks.base import PredictiveTask, Task, is_predictive
 
@@ -296,7 +296,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
         state, state_shardings, how = _build_state(config, task, optimizer, example, mesh, iterator, checkpointer)
         start_step = int(state.step)
         if jax.process_index() == 0:  # after the checkpoint is found to fit: a refused run leaves it alone
-            checkpoint.write_json(workdir / "config.json", config.to_dict())
+            files.write_json(workdir / "config.json", config.to_dict())
         faults.warn_if_disk_small(checkpointer.directory, faults.state_bytes(state), train_config.keep_checkpoints)
         train_step_fn, eval_step_fn = compile_steps(task, optimizer, train_config.accumulation_steps,
                                                     state_shardings, mesh, donate=train_config.donate_state,

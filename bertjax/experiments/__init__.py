@@ -26,7 +26,7 @@ tokens):
 import pathlib
 import time
 
-from bertjax import checkpoint
+from bertjax import files
 from bertjax.experiments import report, running
 from bertjax.experiments.running import EXPERIMENTS, Settings
 
@@ -48,7 +48,7 @@ def reproduce(settings: Settings, workdir: pathlib.Path, output_dir: pathlib.Pat
     report.plot(results, output_dir / "loss_curves.png")
     text = report.report(results, downstream, seconds, command, settings)
     record = {"command": command, "seconds": seconds, "results": results, "downstream": downstream}
-    checkpoint.write_json(output_dir / "results.json", record)
+    files.write_json(output_dir / "results.json", record)
     (output_dir / "results.md").write_text(text)
     print(text)
     print(f"wrote {output_dir / 'loss_curves.png'}, {output_dir / 'results.md'}, {output_dir / 'results.json'}")

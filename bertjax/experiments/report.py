@@ -5,6 +5,7 @@ import pathlib
 
 import jax
 
+from bertjax import files
 from bertjax.experiments.running import CONTROL, TAGGING_ROWS, Settings
 from bertjax.tasks import glue
 
@@ -39,9 +40,8 @@ def plot(results: dict, path: pathlib.Path) -> None:
     axes[0].set_ylabel("cross entropy (nats per predicted token)")
     axes[1].legend(fontsize=8)
     figure.tight_layout()
-    partial = path.with_name(path.stem + ".partial.png")
-    figure.savefig(partial, dpi=110)
-    partial.replace(path)
+    with files.replacing(path, keep_suffix=True) as partial:  # matplotlib reads the format from the suffix
+        figure.savefig(partial, dpi=110)
 
 
 def pretraining_table(results: dict) -> list[str]:

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from ml_collections import config_dict
 
-from bertjax import checkpoint, finetune, generate, sharding, train
+from bertjax import files, finetune, generate, runs, sharding, train
 from bertjax.data import corpus, docstring_tags, shards, tokenizer
 from bertjax.heads import BertForCausalLM
 from bertjax.tasks import causal_lm, glue, ner, transfer
@@ -139,9 +139,8 @@ def prepare(workdir: pathlib.Path, settings: Settings) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         sentences = (sentence for document in corpus.read_builtin() for sentence in document)
         trained = tokenizer.train_sentencepiece(sentences, vocab_size=settings.vocab_size)
-        partial = model_path.with_name(model_path.name + ".partial")
-        trained.save(partial)
-        partial.replace(model_path)
+        with files.replacing(model_path) as partial:
+            trained.save(partial)
     if not (data_dir / "metadata.json").is_file():
         shards.prepare(corpus.read_builtin(), model_path, data_dir, validation_fraction=0.02, overwrite=True,
                        source="builtin")
@@ -158,7 +157,7 @@ def _held_out(task, params, config) -> dict[str, float]:
 
 def _params(task, workdir: pathlib.Path):
     abstract = jax.eval_shape(lambda: task.init_params(jax.random.PRNGKey(0), task.example_batch(1)))
-    return checkpoint.load_params(workdir, abstract)
+    return runs.load_params(workdir, abstract)
 
 
 def _samples(task, params) -> list[tuple[str, str, str]]:
@@ -228,7 +227,7 @@ def _backbone(name: str, workdir: pathlib.Path, settings: Settings, trained: boo
     def init():
         return nn.meta.unbox(model.init(jax.random.PRNGKey(0), ids, ids, ids)["params"])
 
-    return model, (checkpoint.load_params(workdir / name, jax.eval_shape(init)) if trained else init())
+    return model, (runs.load_params(workdir / name, jax.eval_shape(init)) if trained else init())
 
 
 def _finetune(name: str, workdir: pathlib.Path, settings: Settings, pretrained: bool, rate: float) -> dict:
@@ -331,7 +330,7 @@ def cached(path: pathlib.Path, settings: dict, compute) -> dict:
     start = time.perf_counter()
     result = {**compute(), "seconds": time.perf_counter() - start}
     path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_json(path, {"settings": settings, "result": result})
+    files.write_json(path, {"settings": settings, "result": result})
     return result
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from bertjax import losses
-from bertjax.checkpoint import write_json
+from bertjax.files import write_json
 from bertjax.data import batching, tokenizer
 from bertjax.heads import BertForQuestionAnswering
 from bertjax.model import BertConfig
