@@ -12,11 +12,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Compiled programs are kept in .jax_cache/ of the checkout (git-ignored) and reused by the next run: compiling
 # is most of the suite's time, and a warm cache runs test_model.py and test_speed.py 3.6 times as fast (a
 # cold one costs nothing measurable). Set as environment variables, so that the tools the tests run as
-# subprocesses share the cache; every program is kept, however fast it compiled; at most 1 GiB, least recently
-# used dropped first. JAX_COMPILATION_CACHE_DIR= (empty) turns it off.
+# subprocesses share the cache; every program is kept, however fast it compiled (the whole suite's take some
+# 30 MB). No size limit: JAX's eviction races between processes and warns. Delete the folder to empty it;
+# JAX_COMPILATION_CACHE_DIR= (empty) turns the cache off.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(__file__).resolve().parents[1] / ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2**30))
 
 import itertools  # noqa: E402
 
