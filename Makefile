@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-fast demo clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# The edit loop: everything but the end-to-end runs marked `slow` (CI runs `make test`).
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
 
 # The main job on the built-in corpus (the Python standard library's docstrings): tokenizer, shards, a look at
 # the masked examples, pretraining of BERT-tiny with evaluation, then fine-tuning it to tell which package a

@@ -109,6 +109,7 @@ def test_unmasked_shifted_lm_sees_the_token_it_predicts():
     assert np.abs(difference[:, :6]).max() > 1e-5  # a causal model's differ by float rounding, under 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["causal_lm", "elmo"])
 def test_objectives_train_in_the_one_loop(objective, prepared_dir, sp_tokenizer_path, tmp_path):
     config = _config(prepared_dir, sp_tokenizer_path, objective, num_steps=6)

@@ -123,6 +123,7 @@ def test_bad_settings_are_refused(model_and_params):
         generate.generate(bidirectional, params, PROMPTS, max_new_tokens=3)
 
 
+@pytest.mark.slow
 def test_generate_tool_continues_prompts_from_a_run(prepared_dir, sp_tokenizer_path, tmp_path):
     from bertjax import train
     from bertjax.tasks import causal_lm

@@ -205,6 +205,7 @@ def test_stdlib_task_splits_are_disjoint_and_labelled(sp_tokenizer_path):
     assert {e.label for e in splits["train"]} == set(range(len(glue.STDLIB_PACKAGES)))
 
 
+@pytest.mark.slow
 def test_pretrain_then_finetune_end_to_end(glue_dir, prepared_dir, sp_tokenizer_path, tmp_path):
     from bertjax.tasks.pretraining import PretrainingTask
 

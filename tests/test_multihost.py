@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "multihost_worker.py"
 
@@ -35,6 +37,7 @@ def _run(num_processes, devices, prepared_dir, tokenizer, workdir):
     return json.loads((workdir / "result.json").read_text())
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(prepared_dir, sp_tokenizer_path, tmp_path):
     two = _run(2, 4, prepared_dir, sp_tokenizer_path, tmp_path / "two")
     one = _run(1, 8, prepared_dir, sp_tokenizer_path, tmp_path / "one")

@@ -180,6 +180,7 @@ def tiny_config(sp_tokenizer_path, scheme):
     return config
 
 
+@pytest.mark.slow
 def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
     """tools/finetune.py's run on IOB1 files, from a random tiny encoder: metrics and a CoNLL predictions file."""
     config = tiny_config(sp_tokenizer_path, "iob1")

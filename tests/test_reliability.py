@@ -136,6 +136,7 @@ def _assert_same_run(workdir, reference, final_stdout, reference_stdout):
     assert final and final == [line for line in reference_stdout.splitlines() if line.startswith("final evaluation")]
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(uninterrupted, prepared_dir, sp_tokenizer_path,
                                                                   tmp_path):
     process = _start(tmp_path, prepared_dir, sp_tokenizer_path)
@@ -154,6 +155,7 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(uninterrupted,
     _assert_same_run(tmp_path, uninterrupted[0], stdout, uninterrupted[1])
 
 
+@pytest.mark.slow
 def test_kill_9_anywhere_then_restart_equals_an_uninterrupted_run(uninterrupted, prepared_dir, sp_tokenizer_path,
                                                                   tmp_path):
     rng = random.Random(11)
@@ -266,6 +268,7 @@ def test_bounded_bad_steps_are_skipped_without_an_update(prepared_dir, sp_tokeni
     assert np.isfinite(records[4]["loss"]) and _steps(tmp_path) == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_damaged_checkpoints_are_passed_over_with_a_warning_or_stop_the_run(prepared_dir, sp_tokenizer_path, tmp_path,
                                                                            caplog):
     config = _config(prepared_dir, sp_tokenizer_path, **{"train.num_steps": 6, "train.keep_checkpoints": 3})

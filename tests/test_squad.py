@@ -261,6 +261,7 @@ def test_oracle_logits_score_100_and_evaluation_batches_cover_every_feature_once
         assert metrics["HasAns_exact"] == metrics["NoAns_exact"] == 100.0 and metrics["best_f1"] == 100.0
 
 
+@pytest.mark.slow
 def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
     """tools/finetune.py's run on v2.0 files (spans, nulls, the threshold search), from a random tiny encoder."""
     config = tiny_config(sp_tokenizer_path, "v2.0")

@@ -16,11 +16,9 @@ def _run(tool, *args):
 
 
 @pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    from bertjax.data import corpus
-    documents = list(corpus.read_builtin())[:400]
+def corpus_file(tmp_path_factory, builtin_documents):
     path = tmp_path_factory.mktemp("tools") / "corpus.txt"
-    path.write_text("\n\n".join("\n".join(document) for document in documents) + "\n")
+    path.write_text("\n\n".join("\n".join(document) for document in builtin_documents[:400]) + "\n")
     return path
 
 

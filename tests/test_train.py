@@ -36,6 +36,7 @@ def _leaves(tree):
     return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
 
 
+@pytest.mark.slow
 def test_stopped_and_resumed_run_equals_uninterrupted_run(prepared_dir, sp_tokenizer_path, tmp_path, monkeypatch):
     config = _config(prepared_dir, sp_tokenizer_path)
     task = PretrainingTask(config)

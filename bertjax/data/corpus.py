@@ -9,6 +9,7 @@
 """
 
 import ast
+import functools
 import glob
 import pathlib
 import re
@@ -132,7 +133,20 @@ def docstring_document(docstring: str) -> Document:
 
 def builtin_documents() -> Iterator[tuple[str, Document]]:
     """(package, document) pairs of the built-in corpus, in a fixed order. `package` is the top-level
-    standard-library package or module a docstring comes from ("pydoc_topics" for the help topics)."""
+    standard-library package or module a docstring comes from ("pydoc_topics" for the help topics).
+
+    The standard library is parsed once per process (some seconds; the documents then hold a few MB) and
+    each call yields fresh lists, so that a caller may change its documents."""
+    for package, document in _parsed_builtin():
+        yield package, list(document)
+
+
+@functools.cache
+def _parsed_builtin() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((package, tuple(document)) for package, document in _parse_builtin())
+
+
+def _parse_builtin() -> Iterator[tuple[str, Document]]:
     root = pathlib.Path(sysconfig.get_paths()["stdlib"])
     for path in stdlib_files():
         if path.name == "topics.py" and path.parent.name == "pydoc_data":
