@@ -38,4 +38,4 @@ runs/demo/data/metadata.json: runs/demo/tokenizer.model
 	$(PY) tools/prepare_data.py --tokenizer $< --output_dir runs/demo/data --overwrite
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs/demo
+	rm -rf $(VENV) build *.egg-info runs/demo .jax_cache
