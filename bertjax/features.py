@@ -28,7 +28,7 @@ from safetensors.numpy import load_file, save_file
 from bertjax import files
 
 # Named combinations; `hidden_states[0]` is the embeddings output, `hidden_states[i]` layer i's output. The
-# names mean what `bertjax.tasks.ner`'s feature-based tagger means by them.
+# names mean what the feature-based tagger (`bertjax.heads.FeatureTagger`) means by them.
 COMBINATIONS = ("embeddings", "first", "last", "second_to_last", "sum_last_four", "concat_last_four", "mean_all")
 POOLINGS = ("cls", "mean")
 
