@@ -59,3 +59,33 @@ def prepared_dir(tmp_path_factory, corpus_file, sp_tokenizer_path):
     shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, output, documents_per_shard=100,
                    validation_fraction=0.1, num_workers=2)
     return output
+
+
+def tiny_pretraining_config(prepared_dir, sp_tokenizer_path, **train_overrides):
+    """A BERT of hidden size 32 on the shared prepared shards, in short runs: the config the loop's tests use."""
+    from configs import common
+
+    config = common.get_config()
+    config.model.variant = "tiny"
+    config.model.update(vocab_size=4000, hidden_size=32, num_heads=2, intermediate_size=64,
+                        max_position_embeddings=64)
+    config.data.update(tokenizer=str(sp_tokenizer_path), prepared_dir=str(prepared_dir), max_seq_length=64,
+                       max_predictions_per_seq=10)
+    config.optim.update(learning_rate=1e-3, warmup_steps=2)
+    config.train.update(num_steps=6, global_batch_size=8, eval_batch_size=16, log_every=2, eval_every=3,
+                        checkpoint_every=3, keep_checkpoints=5)
+    config.train.update(**train_overrides)
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_pretraining_run(tmp_path_factory, prepared_dir, sp_tokenizer_path):
+    """A finished three-step pretraining run of `tiny_pretraining_config` with its one checkpoint, shared by
+    the tests that start from a run (read it; never write into it)."""
+    from bertjax import train
+    from bertjax.tasks.pretraining import PretrainingTask
+
+    config = tiny_pretraining_config(prepared_dir, sp_tokenizer_path, num_steps=3, eval_every=0, checkpoint_every=3)
+    workdir = tmp_path_factory.mktemp("tiny_pretraining_run") / "run"
+    train.train_and_evaluate(config, workdir, PretrainingTask(config))
+    return workdir

@@ -9,7 +9,6 @@ import pytest
 
 from bertjax import finetune, sharding, train
 from bertjax.tasks import glue
-from configs import common
 from configs import glue as glue_config
 import glue_fixtures
 
@@ -206,21 +205,9 @@ def test_stdlib_task_splits_are_disjoint_and_labelled(sp_tokenizer_path):
 
 
 @pytest.mark.slow
-def test_pretrain_then_finetune_end_to_end(glue_dir, prepared_dir, sp_tokenizer_path, tmp_path):
-    from bertjax.tasks.pretraining import PretrainingTask
-
-    pretrain = common.get_config()
-    pretrain.model.update(variant="tiny", vocab_size=4000, hidden_size=32, num_heads=2, intermediate_size=64,
-                          max_position_embeddings=64)
-    pretrain.data.update(tokenizer=str(sp_tokenizer_path), prepared_dir=str(prepared_dir), max_seq_length=64,
-                         max_predictions_per_seq=10)
-    pretrain.optim.update(learning_rate=1e-3, warmup_steps=1)
-    pretrain.train.update(num_steps=3, global_batch_size=8, eval_batch_size=8, log_every=1, eval_every=0,
-                          checkpoint_every=3)
-    train.train_and_evaluate(pretrain, tmp_path / "pretrain", PretrainingTask(pretrain))
-
+def test_pretrain_then_finetune_end_to_end(glue_dir, tiny_pretraining_run, sp_tokenizer_path, tmp_path):
     config = glue_config.get_config("task=sst2")
-    config.train.update(init_checkpoint=str(tmp_path / "pretrain"), global_batch_size=8, eval_batch_size=8,
+    config.train.update(init_checkpoint=str(tiny_pretraining_run), global_batch_size=8, eval_batch_size=8,
                         eval_every=6, log_every=3)
     config.optim.update(learning_rate=3e-3)
     config.finetune.update(data_dir=str(glue_dir), num_epochs=6.0)

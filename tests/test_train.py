@@ -10,21 +10,11 @@ import pytest
 from bertjax import checkpoint, flops, runs, train
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
-from configs import common
+from conftest import tiny_pretraining_config
 
 
 def _config(prepared_dir, sp_tokenizer_path, **train_overrides):
-    config = common.get_config()
-    config.model.variant = "tiny"
-    config.model.update(vocab_size=4000, hidden_size=32, num_heads=2, intermediate_size=64,
-                        max_position_embeddings=64)
-    config.data.update(tokenizer=str(sp_tokenizer_path), prepared_dir=str(prepared_dir), max_seq_length=64,
-                       max_predictions_per_seq=10)
-    config.optim.update(learning_rate=1e-3, warmup_steps=2)
-    config.train.update(num_steps=6, global_batch_size=8, eval_batch_size=16, log_every=2, eval_every=3,
-                        checkpoint_every=3, keep_checkpoints=5)
-    config.train.update(**train_overrides)
-    return config
+    return tiny_pretraining_config(prepared_dir, sp_tokenizer_path, **train_overrides)
 
 
 def _params_at(workdir, step, abstract):
@@ -92,15 +82,13 @@ def test_accumulated_micro_batches_equal_one_large_batch(prepared_dir, sp_tokeni
         np.testing.assert_allclose(four_sums[name], one_sums[name], rtol=1e-5)
 
 
-def test_init_checkpoint_takes_weights_only(prepared_dir, sp_tokenizer_path, tmp_path):
-    config = _config(prepared_dir, sp_tokenizer_path, num_steps=3, eval_every=0, checkpoint_every=3)
-    source_task = PretrainingTask(config)
-    train.train_and_evaluate(config, tmp_path / "source", source_task)
+def test_init_checkpoint_takes_weights_only(prepared_dir, sp_tokenizer_path, tiny_pretraining_run, tmp_path):
+    source_task = PretrainingTask(_config(prepared_dir, sp_tokenizer_path))
     abstract = jax.eval_shape(lambda: source_task.init_params(jax.random.PRNGKey(0), source_task.example_batch(8)))
-    trained = _params_at(tmp_path / "source", 3, abstract)
+    trained = _params_at(tiny_pretraining_run, 3, abstract)
 
     config = _config(prepared_dir, sp_tokenizer_path, num_steps=3, eval_every=0, checkpoint_every=3,
-                     init_checkpoint=str(tmp_path / "source"))
+                     init_checkpoint=str(tiny_pretraining_run))
     task = PretrainingTask(config)
     optimizer = make_optimizer(config.optim, 3)
     example = task.example_batch(8)
@@ -116,7 +104,7 @@ def test_init_checkpoint_takes_weights_only(prepared_dir, sp_tokenizer_path, tmp
         np.testing.assert_array_equal(loaded, expected)
 
     # A checkpoint of another model size is refused with a message, not loaded.
-    bigger = _config(prepared_dir, sp_tokenizer_path, init_checkpoint=str(tmp_path / "source"))
+    bigger = _config(prepared_dir, sp_tokenizer_path, init_checkpoint=str(tiny_pretraining_run))
     bigger.model.hidden_size = 64
     with pytest.raises(ValueError):
         train.train_and_evaluate(bigger, tmp_path / "bigger", PretrainingTask(bigger))
