@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -170,30 +170,43 @@ def check_shapes(stored: Shapes, wanted: Shapes) -> ShapeCheck:
 
 # --- parameters for a model: init_checkpoint -------------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """Where an init checkpoint's parameters are, the shape of each, and how to read those a model names."""
+
+    where: str
+    shapes: Shapes
+    read: Callable[[Any], Any]  # abstract parameters -> the stored values they name, cast to their dtypes
+
+
+def _source(path: str | pathlib.Path) -> _Source:
+    """A run's checkpoint (its shapes read from the metadata, no data) or an HF BERT folder (converted once,
+    whole: its tensors are needed for the shapes anyway)."""
+    path = pathlib.Path(path).absolute()  # orbax reads absolute paths only
+    if convert.is_hf_folder(path):
+        flat = traverse_util.flatten_dict(convert.load_hf_bert(path)[1])
+
+        def read(abstract):
+            return traverse_util.unflatten_dict({name: flat[name] for name in traverse_util.flatten_dict(abstract)})
+
+        return _Source(str(path), {name: tuple(value.shape) for name, value in flat.items()}, read)
+    step_dir = step_directory(path)
+    return _Source(str(step_dir), param_shapes(_stored_tree(step_dir)),
+                   lambda abstract: _restore(step_dir, abstract))
+
+
+def _read_cast(source: _Source, abstract_params: Any) -> Any:
+    values = traverse_util.flatten_dict(source.read(abstract_params))
+    return traverse_util.unflatten_dict({name: jnp.asarray(values[name], want.dtype)
+                                         for name, want in traverse_util.flatten_dict(abstract_params).items()})
+
+
 def load_params(path: str | pathlib.Path, abstract_params: Any) -> Any:
     """Parameters from another run's checkpoint (only those `abstract_params` names) or an HF BERT folder
     (`config.json` + `model.safetensors` or `pytorch_model.bin`). Shapes must fit the current model."""
-    path = pathlib.Path(path).absolute()  # orbax reads absolute paths only
-    wanted = traverse_util.flatten_dict(abstract_params)
-    if convert.is_hf_folder(path):
-        params = convert.load_hf_bert(path)[1]
-        check_shapes(param_shapes(params), param_shapes(abstract_params)).refuse_for_init(str(path))
-    else:
-        step_dir = step_directory(path)
-        check_shapes(param_shapes(_stored_tree(step_dir)), param_shapes(abstract_params)).refuse_for_init(
-            str(step_dir))
-        params = _restore(step_dir, abstract_params)
-    stored = traverse_util.flatten_dict(params)
-    return traverse_util.unflatten_dict({name: jnp.asarray(stored[name], want.dtype) for name, want in wanted.items()})
-
-
-def _stored_shapes(path: pathlib.Path) -> tuple[str, Shapes]:
-    """Where an init checkpoint's parameters are, and the shape of each, read without the data (but an HF
-    folder's, which are converted whole)."""
-    if convert.is_hf_folder(path):
-        return str(path), param_shapes(convert.load_hf_bert(path)[1])
-    step_dir = step_directory(path)
-    return str(step_dir), param_shapes(_stored_tree(step_dir))
+    source = _source(path)
+    check_shapes(source.shapes, param_shapes(abstract_params)).refuse_for_init(source.where)
+    return _read_cast(source, abstract_params)
 
 
 def load_partial_params(path: str | pathlib.Path, abstract_params: Any, fresh: Sequence[str],
@@ -202,23 +215,22 @@ def load_partial_params(path: str | pathlib.Path, abstract_params: Any, fresh: S
     or an HF folder), and `fresh_params`' values for the top-level modules named in `fresh` (new heads) that
     the checkpoint lacks or holds in another shape (another task's classifier). Any other parameter missing or
     mis-shaped is an error naming it. Returns (params, a one-line report of what was loaded and what is new)."""
-    path = pathlib.Path(path).absolute()  # orbax reads absolute paths only
-    source, stored = _stored_shapes(path)
-    wanted = param_shapes(abstract_params)
+    source = _source(path)
+    stored, wanted = source.shapes, param_shapes(abstract_params)
     check = check_shapes(stored, wanted)
-    check.excluding(fresh).refuse_for_init(source)
+    check.excluding(fresh).refuse_for_init(source.where)
     misfits = {*check.missing, *(entry[0] for entry in check.misshaped)}
     loaded = [name for name in wanted if name not in misfits]
     new = [name for name in wanted if name in misfits]
     abstract = traverse_util.flatten_dict(abstract_params)
-    values = traverse_util.flatten_dict(load_params(path, traverse_util.unflatten_dict(
+    values = traverse_util.flatten_dict(_read_cast(source, traverse_util.unflatten_dict(
         {name: abstract[name] for name in loaded})))
     fresh_flat = traverse_util.flatten_dict(fresh_params)
     params = traverse_util.unflatten_dict({name: values[name] if name in values else fresh_flat[name]
                                            for name in wanted})
     unused = sorted({name[0] for name in stored} - {name[0] for name in loaded})
     report = (f"{len(loaded)} tensors ({sum(int(np.prod(wanted[n])) for n in loaded):,} values) loaded from "
-              f"{source}; new: {', '.join(map(_name, new)) or 'none'}; not used: {', '.join(unused) or 'none'}")
+              f"{source.where}; new: {', '.join(map(_name, new)) or 'none'}; not used: {', '.join(unused) or 'none'}")
     return params, report
 
 

@@ -1,13 +1,16 @@
 """Fine-tuning's starting point: the encoder from a pretraining run, new heads fresh, and a report of which."""
 
+import json
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import safetensors.numpy
 from flax import traverse_util
 
-from bertjax import checkpoint, runs
+from bertjax import checkpoint, convert, runs
 from bertjax.heads import BertForPretraining, BertForSequenceClassification
 from bertjax.model import BertConfig
 
@@ -72,3 +75,23 @@ def test_another_tasks_classifier_is_replaced_and_an_encoder_mismatch_is_refused
     with pytest.raises(ValueError, match=r"bert/encoder/layer_0/intermediate/kernel has shape \(32, 64\), "
                                          r"the model needs \(32, 128\)"):
         runs.load_partial_params(pretrained[0], jax.eval_shape(lambda: other), ("classifier",), other)
+
+
+def test_an_hf_folder_serves_init_checkpoint_whole_and_for_a_new_head(tmp_path, monkeypatch):
+    source = _init(BertForPretraining(CONFIG), 5)
+    tensors = convert.hf_tensors(jax.tree.map(np.asarray, source), CONFIG, "pretraining")
+    safetensors.numpy.save_file(tensors, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(convert.config_to_hf(CONFIG, "pretraining")))
+    calls = []
+    monkeypatch.setattr(convert, "load_hf_bert", lambda folder, load=convert.load_hf_bert: calls.append(1) or load(
+        folder))
+
+    whole = runs.load_params(tmp_path, jax.eval_shape(lambda: source))
+    for got, want in zip(jax.tree.leaves(whole), jax.tree.leaves(source)):
+        np.testing.assert_array_equal(got, want)
+    fresh = _init(BertForSequenceClassification(CONFIG, 3), 6)
+    params, report = runs.load_partial_params(tmp_path, jax.eval_shape(lambda: fresh), ("classifier",), fresh)
+    np.testing.assert_array_equal(params["classifier"]["kernel"], fresh["classifier"]["kernel"])
+    np.testing.assert_array_equal(params["bert"]["pooler"]["kernel"], source["bert"]["pooler"]["kernel"])
+    assert f"loaded from {tmp_path}" in report and "not used: mlm_head, sentence_head" in report
+    assert len(calls) == 2  # once per load: the folder is converted once, not again for its shapes
