@@ -126,8 +126,8 @@ def span_loss(logits: jax.Array, batch, normalizers=None):
     total = 0.0
     for index, name in enumerate(("start", "end")):
         labels = batch[f"{name}_position"]
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits[..., index], labels)
-        sums[f"{name}_loss_sum"] = jnp.sum(losses * weights)
+        per_row = optax.softmax_cross_entropy_with_integer_labels(logits[..., index], labels)  # B
+        sums[f"{name}_loss_sum"] = jnp.sum(per_row * weights)
         sums[f"{name}_correct_sum"] = jnp.sum((jnp.argmax(logits[..., index], -1) == labels) * weights)
         total = total + sums[f"{name}_loss_sum"]
     return total / 2 / jnp.maximum(normalizer, 1e-8), sums
@@ -137,8 +137,8 @@ def token_loss(logits: jax.Array, batch, normalizers=None):
     """Mean cross entropy over labelled positions (first sub-tokens of real examples); metric sums."""
     weights = batch["label_weights"] * batch["example_weight"][:, None].astype(jnp.float32)  # B, L
     normalizer = jnp.sum(weights) if normalizers is None else normalizers["tokens"]
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["label_ids"])
-    sums = {"tag_loss_sum": jnp.sum(losses * weights), "tag_weight": jnp.sum(weights),
+    per_position = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["label_ids"])
+    sums = {"tag_loss_sum": jnp.sum(per_position * weights), "tag_weight": jnp.sum(weights),
             "tag_correct_sum": jnp.sum((jnp.argmax(logits, -1) == batch["label_ids"]) * weights)}
     return sums["tag_loss_sum"] / jnp.maximum(normalizer, 1e-8), sums
 

@@ -43,11 +43,13 @@ def collate(rows: Sequence[Mapping[str, np.ndarray]], *, fields: Mapping[str, Fi
     """Rows -> one batch of `batch_size` rows with the shapes of `fields`; rows past the given ones are
     padding."""
     batch = {name: np.full((batch_size, *field.shape), field.padding, field.dtype) for name, field in fields.items()}
+    from_rows = {name: field for name, field in fields.items() if field.real is None}
+    for name, field in fields.items():
+        if field.real is not None:
+            batch[name][:len(rows)] = field.real
     for index, row in enumerate(rows):
-        for name, field in fields.items():
-            if field.real is not None:
-                batch[name][index] = field.real
-            elif field.ones_over is not None:
+        for name, field in from_rows.items():
+            if field.ones_over is not None:
                 batch[name][index, :len(row[field.ones_over])] = 1
             elif field.shape:
                 value = row[name]

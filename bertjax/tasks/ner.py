@@ -21,10 +21,8 @@ import optax
 from absl import logging
 from seqeval.metrics import classification_report
 
-from bertjax import files, losses, train
+from bertjax import files, heads, losses, train
 from bertjax.data import batching, tokenizer
-from bertjax import heads
-from bertjax.heads import BertForTokenClassification
 from bertjax.model import BertConfig
 from bertjax.tasks.base import TaskBase
 
@@ -186,7 +184,7 @@ class NerTask(TaskBase):
         self.check_tokenizer_fits(self.tokenizer, self.model_config)
         tags = {tag for sentence in read_conll(config.ner.train_file) for tag in to_iob2(sentence.tags)}
         self.labels = ["O", *sorted(tags - {"O"}, key=lambda tag: (tag[2:], tag[:2]))]
-        self.model = BertForTokenClassification(self.model_config, num_labels=len(self.labels))
+        self.model = heads.BertForTokenClassification(self.model_config, num_labels=len(self.labels))
         self.identity = {"task": self.name, "head": "tokens", "num_labels": len(self.labels), "labels": self.labels,
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
         self._splits = {}
