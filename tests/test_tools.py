@@ -78,3 +78,74 @@ def test_prepare_glue_from_zip_files_and_finetune_errors(tmp_path):
     result = _run("finetune", "--config=configs/glue.py:task=glue9", f"--workdir={tmp_path / 'run'}",
                   "--config.model.variant=tiny", "--config.data.tokenizer=none.model")
     assert result.returncode == 1 and "finetune.task='glue9'" in result.stderr
+
+
+def test_prepare_data_names_wrong_input_and_never_leaves_validation_empty(corpus_file, sp_tokenizer_path, tmp_path):
+    records = tmp_path / "corpus.jsonl"
+    records.write_text("".join(json.dumps({"id": i, "body": f"Document number {i}. It has two sentences."}) + "\n"
+                               for i in range(30)))
+    (tmp_path / "dev.jsonl").write_text(json.dumps({"body": "Held out. For validation."}) + "\n")
+    prepared = tmp_path / "data"
+
+    def prepare(*args):
+        return _run("prepare_data", f"--tokenizer={sp_tokenizer_path}", f"--output_dir={prepared}",
+                    "--num_workers=1", *args)
+
+    for args, message in [
+        ([f"--corpus=text:{records}"], f"{records} is JSON lines, not text for text:; read it with jsonl:{records}"),
+        ([f"--corpus=jsonl:{records}"], f"{records}, line 1: no field 'text'; it has 'body', 'id'"),
+        ([f"--corpus=jsonl:{records}:body", "--validation_fraction=0"], "the validation split is empty"),
+        ([f"--corpus=jsonl:{records}:body", "--validation_fraction=-0.5"], "validation_fraction=-0.5"),
+    ]:
+        result = prepare(*args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and not prepared.exists()
+
+    result = prepare(f"--corpus=jsonl:{records}:body", f"--validation_corpus=jsonl:{tmp_path / 'dev.jsonl'}:body")
+    assert result.returncode == 0, result.stderr
+    metadata = json.loads((prepared / "metadata.json").read_text())
+    assert [metadata["splits"][split]["documents"] for split in ("train", "validation")] == [30, 1]
+
+    # Accepted with a loud warning, the shards are then refused by pretraining before it compiles anything.
+    result = prepare(f"--corpus=jsonl:{records}:body", "--validation_fraction=0", "--allow_empty_validation",
+                     "--overwrite")
+    assert result.returncode == 0 and "WARNING" in result.stderr and "validation split is empty" in result.stderr
+    result = _run("pretrain", "--config=configs/bert_tiny.py", f"--workdir={tmp_path / 'run'}",
+                  f"--config.data.tokenizer={sp_tokenizer_path}", f"--config.data.prepared_dir={prepared}",
+                  "--config.model.vocab_size=4000")
+    assert result.returncode == 1 and "Split 'validation'" in result.stderr and "holds no documents" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_preparation_killed_midway_leaves_no_shards_and_reruns_to_the_same_result(builtin_documents,
+                                                                                   sp_tokenizer_path, tmp_path):
+    import signal
+    import time
+
+    from bertjax.data import corpus, shards
+
+    corpus_path = tmp_path / "corpus.txt"
+    corpus_path.write_text("\n\n".join("\n".join(document) for document in builtin_documents * 2) + "\n")
+    prepared, reference = tmp_path / "data", tmp_path / "reference"
+    args = [sys.executable, "tools/prepare_data.py", f"--corpus=text:{corpus_path}", f"--tokenizer={sp_tokenizer_path}",
+            f"--output_dir={prepared}", "--documents_per_shard=200", "--num_workers=1"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = tmp_path / "data.partial"
+    deadline = time.monotonic() + 120
+    while len(list(partial.glob("train-*.array_record"))) < 3 and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # midway: shards written, others to come
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and not prepared.exists()
+
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not partial.exists()
+    shards.prepare(corpus.read_text_files([corpus_path]), sp_tokenizer_path, reference, documents_per_shard=200,
+                   validation_fraction=0.02, num_workers=2)
+    written = sorted(path.name for path in prepared.iterdir())
+    assert written == sorted(path.name for path in reference.iterdir()) and len(written) > 10
+    for name in written:
+        if name != "metadata.json":
+            assert (prepared / name).read_bytes() == (reference / name).read_bytes(), name

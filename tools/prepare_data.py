@@ -3,6 +3,11 @@
     python tools/prepare_data.py --tokenizer runs/demo/tokenizer.model --output_dir runs/demo/data
     python tools/prepare_data.py --corpus 'text:wiki/*.txt' --tokenizer wiki.model --output_dir data/wiki \\
         --num_workers 16
+    python tools/prepare_data.py --corpus 'jsonl:train-*.jsonl.gz' --validation_corpus jsonl:dev.jsonl.gz \\
+        --tokenizer wiki.model --output_dir data/web
+
+Documents go to the validation split by a hash of their text (--validation_fraction), or all of
+--validation_corpus do. A validation split left empty is refused, since pretraining evaluates on it.
 """
 
 import time
@@ -12,12 +17,20 @@ from absl import flags
 from bertjax import cli
 from bertjax.data import corpus, shards
 
-_CORPUS = flags.DEFINE_string("corpus", "builtin", corpus.open_corpus.__doc__.split("\n\n", 1)[1].strip())
+__doc__ += "\nCorpora (--corpus):\n" + corpus.CORPORA + "\n"
+_CORPUS = flags.DEFINE_string("corpus", "builtin", "The corpus: one of the forms listed above.")
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "SentencePiece .model or WordPiece vocab.txt.", required=True)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to create.", required=True)
 _DOCUMENTS_PER_SHARD = flags.DEFINE_integer(
     "documents_per_shard", 10_000, "Documents per shard file; bounds the writer's memory (about 90 bytes each).")
-_VALIDATION_FRACTION = flags.DEFINE_float("validation_fraction", 0.02, "Share of documents held out.")
+_VALIDATION_FRACTION = flags.DEFINE_float(
+    "validation_fraction", 0.02, "Share of --corpus's documents held out for validation; 0 by default when "
+    "--validation_corpus is given.")
+_VALIDATION_CORPUS = flags.DEFINE_string(
+    "validation_corpus", None, "A corpus (a form of --corpus) whose documents all go to the validation split.")
+_ALLOW_EMPTY_VALIDATION = flags.DEFINE_bool(
+    "allow_empty_validation", False, "Write the shards even when the validation split is empty (with a warning); "
+    "pretraining refuses them, as it evaluates on that split.")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "Tokenizing worker processes.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output_dir if it exists.")
 
@@ -33,10 +46,17 @@ def main(argv):
             characters += sum(len(sentence) + 1 for sentence in document)
             yield document
 
+    fraction = _VALIDATION_FRACTION.value
+    if _VALIDATION_CORPUS.value and not flags.FLAGS["validation_fraction"].present:
+        fraction = 0.0
+    documents = corpus.open_corpus(_CORPUS.value)  # both corpora are found and checked before any work
+    validation = corpus.open_corpus(_VALIDATION_CORPUS.value) if _VALIDATION_CORPUS.value else None
     metadata = shards.prepare(
-        counted(corpus.open_corpus(_CORPUS.value)), _TOKENIZER.value, _OUTPUT_DIR.value,
-        documents_per_shard=_DOCUMENTS_PER_SHARD.value, validation_fraction=_VALIDATION_FRACTION.value,
-        num_workers=_NUM_WORKERS.value, overwrite=_OVERWRITE.value, source=_CORPUS.value)
+        counted(documents), _TOKENIZER.value, _OUTPUT_DIR.value,
+        documents_per_shard=_DOCUMENTS_PER_SHARD.value, validation_fraction=fraction,
+        validation_documents=counted(validation) if validation else None,
+        allow_empty_validation=_ALLOW_EMPTY_VALIDATION.value, num_workers=_NUM_WORKERS.value,
+        overwrite=_OVERWRITE.value, source=_CORPUS.value, validation_source=_VALIDATION_CORPUS.value or "")
     seconds = time.perf_counter() - start
     peak_mb = cli.peak_memory_mb()
     print(f"wrote {_OUTPUT_DIR.value} from {_CORPUS.value} in {seconds:.1f}s "

@@ -13,7 +13,8 @@ from absl import flags
 from bertjax import cli, files
 from bertjax.data import corpus, tokenizer
 
-_CORPUS = flags.DEFINE_string("corpus", "builtin", corpus.open_corpus.__doc__.split("\n\n", 1)[1].strip())
+__doc__ += "\nCorpora (--corpus):\n" + corpus.CORPORA + "\n"
+_CORPUS = flags.DEFINE_string("corpus", "builtin", "The corpus: one of the forms listed above.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the .model file.", required=True)
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8192, "Vocabulary size, special tokens included.")
 _MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "SentencePiece algorithm.")

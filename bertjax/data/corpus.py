@@ -1,16 +1,27 @@
-"""Corpus readers. Each yields documents, a document being a list of sentences (strings), in a fixed order.
+"""Corpus readers. Each yields documents, a document being a list of sentences (strings), in a fixed order,
+streaming: memory does not grow with the corpus.
 
 - `read_text_files`: BERT's format (one sentence per line, a blank line between documents), or
-  `paragraphs` (one paragraph per line, split into sentences; a blank line between documents).
+  `paragraphs` (one document per line, split into sentences). A file that is another format (JSON lines,
+  Parquet, Arrow, compressed or binary) is refused, naming the prefix that reads it.
+- `read_jsonl`, `read_delimited` (CSV, TSV), `read_parquet`, `read_hf_dataset` (a folder written by
+  `datasets`' `save_to_disk`): one record = one document, its text in a named field or column, split into
+  sentences at line breaks and sentence ends (`text_document`). Empty and null texts are skipped.
 - `read_tfds`: any TFDS dataset through `tfds.data_source` (no TensorFlow), one document per record.
 - `read_builtin`: the built-in default corpus, read offline from the installed Python: the docstrings of
   the standard library (with `ast`, never importing a module), one document per module, class or
   function docstring longer than 80 characters, tests excluded; and the `pydoc_data.topics` help texts.
+
+`open_corpus(spec)` picks the reader a `--corpus` value names.
 """
 
 import ast
+import csv
 import functools
 import glob
+import gzip
+import io
+import json
 import pathlib
 import re
 import sysconfig
@@ -40,18 +51,30 @@ def split_sentences(text: str) -> list[str]:
     return [sentence for sentence in sentences if sentence]
 
 
-def _blank_line_documents(lines: Iterable[str], split: bool) -> Iterator[Document]:
+def text_document(text: str) -> Document:
+    """A record's text -> its sentences: each line split at sentence ends."""
+    return [sentence for line in text.split("\n") for sentence in split_sentences(line)]
+
+
+# --- text files -------------------------------------------------------------------------------------------
+
+def _bert_documents(lines: Iterable[str]) -> Iterator[Document]:
     document: Document = []
     for line in lines:
         line = line.strip()
-        if not line:
-            if document:
-                yield document
+        if line:
+            document.append(line)
+        elif document:
+            yield document
             document = []
-        else:
-            document.extend(split_sentences(line) if split else [line])
     if document:
         yield document
+
+
+def _line_documents(lines: Iterable[str]) -> Iterator[Document]:
+    for line in lines:
+        if document := split_sentences(line):
+            yield document
 
 
 def _decoded_lines(file, path: pathlib.Path) -> Iterator[str]:
@@ -64,17 +87,269 @@ def _decoded_lines(file, path: pathlib.Path) -> Iterator[str]:
                              "the line); convert the file to UTF-8.") from None
 
 
+# What a file's first bytes say it is, and the --corpus prefix that reads it.
+_MAGIC = (
+    (b"PAR1", "a Parquet file", "parquet:{path}[:COLUMN]"),
+    (b"ARROW1", "an Arrow IPC file", "parquet: or hf: after converting it"),
+    (b"\xff\xff\xff\xff", "an Arrow stream (the data file of a saved HF dataset?)", "hf:FOLDER[:SPLIT][:COLUMN] on its folder"),
+    (b"\x1f\x8b", "gzip-compressed", None),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", None),
+    (b"PK\x03\x04", "a zip archive", "the files it holds, once unzipped"),
+)
+_SUFFIXES = {".csv": "csv:{path}:COLUMN", ".tsv": "tsv:{path}:COLUMN", ".parquet": "parquet:{path}[:COLUMN]"}
+
+
+def _json_record(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _first_line(data: bytes) -> bytes:
+    return next((line for line in data.split(b"\n") if line.strip()), b"")
+
+
+def check_text_file(path: pathlib.Path, prefix: str) -> None:
+    """Refuse, in one line naming the file and the prefix that reads it, a file given to `text:` or
+    `paragraphs:` that is JSON lines, columnar, compressed or binary."""
+    with open(path, "rb") as file:
+        head = file.read(1 << 16)
+    found = next(((what, fix) for magic, what, fix in _MAGIC if head.startswith(magic)), None)
+    if found and found[1] is None:  # compressed: say what it holds
+        opener = gzip.open if head.startswith(b"\x1f\x8b") else _zstd_open
+        with opener(path) as file:
+            inner = file.read(1 << 16)
+        fix = (f"jsonl:{path}[:FIELD] (it holds JSON lines)" if _json_record(_first_line(inner)) is not None
+               else f"{prefix}: on the decompressed file")
+        found = (found[0], fix)
+    elif found is None and b"\0" in head:
+        found = ("binary, not text", "the prefix of its format (see --help for --corpus)")
+    elif found is None and (record := _json_record(_first_line(head))) is not None:
+        found = ("JSON lines", f"jsonl:{path}[:FIELD] (its first record's fields: {', '.join(sorted(record))})")
+    elif found is None and path.suffix.lower() in _SUFFIXES:
+        found = (f"a {path.suffix.lower()[1:].upper()} file", _SUFFIXES[path.suffix.lower()])
+    if found:
+        what, fix = found
+        raise ValueError(f"{path} is {what}, not text for {prefix}:; read it with {fix.format(path=path)}.")
+
+
 def read_text_files(paths: Sequence[str | pathlib.Path], text_format: str = "bert") -> Iterator[Document]:
-    """Documents from text files, in the order given. `text_format`: "bert" or "paragraphs"."""
+    """Documents from text files, in the order given. `text_format`: "bert" (one sentence per line, a blank
+    line between documents) or "paragraphs" (one document per line, split into sentences). Every file is
+    checked before any is read."""
     if text_format not in ("bert", "paragraphs"):
         raise ValueError(f"text_format={text_format!r}: choose 'bert' (one sentence per line) or 'paragraphs'.")
+    prefix = "text" if text_format == "bert" else "paragraphs"
+    paths = _existing(paths, prefix)
+    for path in paths:
+        check_text_file(path, prefix)
+    return _text_documents(paths, _bert_documents if text_format == "bert" else _line_documents)
+
+
+def _text_documents(paths, documents) -> Iterator[Document]:
+    for path in paths:
+        with open(path, "rb") as file:
+            yield from documents(_decoded_lines(file, path))
+
+
+def _existing(paths: Sequence[str | pathlib.Path], prefix: str) -> list[pathlib.Path]:
+    """The paths, checked to be files: a directory is named with the prefix that reads it."""
     paths = [pathlib.Path(path) for path in paths]
-    missing = [str(path) for path in paths if not path.is_file()]
+    missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise FileNotFoundError(f"Corpus file(s) not found: {', '.join(missing)}.")
     for path in paths:
-        with open(path, "rb") as file:
-            yield from _blank_line_documents(_decoded_lines(file, path), split=text_format == "paragraphs")
+        if path.is_dir():
+            saved = any((path / name).is_file() for name in ("dataset_dict.json", "state.json"))
+            raise ValueError(f"{path} is a directory; " + (f"a saved HF dataset, read it with hf:{path}." if saved
+                             else f"name its files: {prefix}:{path}/*"))
+    return paths
+
+
+# --- records: JSON lines, CSV and TSV, Parquet, saved HF datasets -----------------------------------------
+
+def _zstd_open(path):
+    import pyarrow as pa
+
+    return io.BufferedReader(pa.input_stream(str(path), compression="zstd"), 1 << 20)
+
+
+def _open_binary(path: pathlib.Path):
+    """A file, decompressed as it is read when its first bytes say gzip or zstd."""
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(path, "rb")
+    if magic == b"\x28\xb5\x2f\xfd":
+        return _zstd_open(path)
+    return open(path, "rb")
+
+
+def _record_document(value, where: str, key: str) -> Document:
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: {key!r} holds {type(value).__name__} {str(value)[:40]!r}, not text; name the "
+                         "field or column that holds the document's text.")
+    return text_document(value)
+
+
+def _missing_key(where: str, kind: str, key: str, names: Iterable[str], spec: str) -> ValueError:
+    return ValueError(f"{where}: no {kind} {key!r}; it has {', '.join(map(repr, names)) or 'none'}. Name the one "
+                      f"holding the text: {spec}.")
+
+
+def read_jsonl(paths: Sequence[str | pathlib.Path], field: str = "text") -> Iterator[Document]:
+    """One document per JSON object per line (blank lines skipped); gzip and zstd files are read as they are.
+    Every file's first record is checked before any file is read."""
+    paths = _existing(paths, "jsonl")
+    for path in paths:
+        next(_jsonl_records(path, field), None)
+    return (document for path in paths for document in _jsonl_records(path, field) if document)
+
+
+def _jsonl_records(path: pathlib.Path, field: str) -> Iterator[Document]:
+    with _open_binary(path) as file:
+        for number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise ValueError(f"{where}: not a JSON record ({error}); jsonl: reads one JSON object per "
+                                 "line.") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object with a {field!r} "
+                                 "field; jsonl: reads one JSON object per line.")
+            if field not in record:
+                raise _missing_key(where, "field", field, sorted(record), f"jsonl:{path}:FIELD")
+            yield _record_document(record[field], where, field)
+
+
+def read_delimited(paths: Sequence[str | pathlib.Path], column: str, delimiter: str = ",") -> Iterator[Document]:
+    """One document per row of CSV (or TSV: `delimiter="\\t"`) files with a header row, quoted as Python's
+    csv module reads Excel's dialect; gzip and zstd files are read as they are. Every file's header is
+    checked before any file is read."""
+    kind = "tsv" if delimiter == "\t" else "csv"
+    csv.field_size_limit(2**31 - 1)  # a document may be longer than the module's 128 kB default
+    paths = _existing(paths, kind)
+    for path in paths:
+        next(_delimited_records(path, column, delimiter, kind), None)
+    return (document for path in paths for document in _delimited_records(path, column, delimiter, kind)
+            if document)
+
+
+def _delimited_records(path: pathlib.Path, column: str, delimiter: str, kind: str) -> Iterator[Document]:
+    with io.TextIOWrapper(_open_binary(path), encoding="utf-8", newline="") as text:
+        reader = csv.reader(text, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            if column not in header:
+                raise _missing_key(f"{path}, line 1 (the header)", "column", column, header, f"{kind}:{path}:COLUMN")
+            index = header.index(column)
+            yield []  # the header is checked
+            for row in reader:
+                if not row:
+                    continue
+                where = f"{path}, line {reader.line_num}"
+                if len(row) != len(header):
+                    raise ValueError(f"{where}: {len(row)} fields where the header has {len(header)}; quote "
+                                     f"fields that hold the delimiter {delimiter!r} (csv quoting).")
+                yield _record_document(row[index], where, column)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}, near line {reader.line_num + 1}: not UTF-8 text ({error.reason}); "
+                             "convert the file to UTF-8.") from None
+        except csv.Error as error:
+            raise ValueError(f"{path}, line {reader.line_num}: {error}.") from None
+
+
+def _text_column(path, schema, column: str, spec: str) -> None:
+    import pyarrow as pa
+
+    if column not in schema.names:
+        raise _missing_key(str(path), "column", column, schema.names, spec)
+    kind = schema.field(column).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)):
+        raise ValueError(f"{path}: column {column!r} holds {kind}, not text; name the column that holds the "
+                         f"documents' text: {spec}.")
+
+
+def _column_documents(batches, column_index: int = 0) -> Iterator[Document]:
+    for batch in batches:
+        for value in batch.column(column_index).to_pylist():
+            if value and (document := text_document(value)):
+                yield document
+
+
+def read_parquet(paths: Sequence[str | pathlib.Path], column: str = "text") -> Iterator[Document]:
+    """One document per row of Parquet files, read a batch of rows at a time (never a whole file or row
+    group). Every file's schema is checked before any file is read."""
+    paths = _existing(paths, "parquet")
+    for path in paths:
+        with _parquet_file(path) as parquet:
+            _text_column(path, parquet.schema_arrow, column, f"parquet:{path}:COLUMN")
+    return (document for path in paths for document in _parquet_documents(path, column))
+
+
+def _parquet_file(path: pathlib.Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise ValueError(f"{path} is not a Parquet file ({error}).") from None
+
+
+def _parquet_documents(path: pathlib.Path, column: str) -> Iterator[Document]:
+    with _parquet_file(path) as parquet:
+        yield from _column_documents(parquet.iter_batches(batch_size=1024, columns=[column]))
+
+
+def hf_dataset_files(folder: str | pathlib.Path, split: str | None = None) -> list[pathlib.Path]:
+    """The Arrow files of a folder written by `datasets`' `Dataset.save_to_disk` (one dataset) or
+    `DatasetDict.save_to_disk` (a folder per split; `split` picks one, "train" by default)."""
+    folder = pathlib.Path(folder)
+    if (folder / "dataset_dict.json").is_file():
+        splits = json.loads((folder / "dataset_dict.json").read_text())["splits"]
+        split = split or "train"
+        if split not in splits:
+            raise ValueError(f"{folder} holds the splits {', '.join(splits)}, not {split!r}; name one: "
+                             f"hf:{folder}:SPLIT[:COLUMN].")
+        folder = folder / split
+    if not (folder / "state.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a folder written by datasets' save_to_disk (no state.json "
+                                "or dataset_dict.json there).")
+    state = json.loads((folder / "state.json").read_text())
+    return [folder / entry["filename"] for entry in state["_data_files"]]
+
+
+def read_hf_dataset(folder: str | pathlib.Path, split: str | None = None, column: str = "text") -> Iterator[Document]:
+    """One document per row of a saved HF dataset, read with pyarrow from its Arrow stream files a record
+    batch at a time (`datasets` itself is not needed). Every file's schema is checked before any is read."""
+    paths = _existing(hf_dataset_files(folder, split), "hf")
+    spec = f"hf:{folder}{f':{split}' if split else ''}:COLUMN"
+    for path in paths:
+        next(_hf_documents(path, column, spec), None)
+    return (document for path in paths for document in _hf_documents(path, column, spec) if document)
+
+
+def _hf_documents(path: pathlib.Path, column: str, spec: str) -> Iterator[Document]:
+    import pyarrow as pa
+
+    with pa.OSFile(str(path)) as file:
+        try:
+            reader = pa.ipc.open_stream(file)
+        except pa.ArrowInvalid as error:
+            raise ValueError(f"{path} is not an Arrow stream as save_to_disk writes one ({error}).") from None
+        _text_column(path, reader.schema, column, spec)
+        yield []  # the schema is checked
+        yield from _column_documents(reader, reader.schema.names.index(column))
 
 
 def read_tfds(name: str, split: str, text_field: str, data_dir: str | None = None) -> Iterator[Document]:
@@ -90,8 +365,7 @@ def read_tfds(name: str, split: str, text_field: str, data_dir: str | None = Non
                            f"fields: {sorted(record)}.")
         text = record[text_field]
         text = text.decode("utf-8") if isinstance(text, bytes) else str(text)  # real data is bytes, mocks str
-        document = [sentence for paragraph in text.split("\n") for sentence in split_sentences(paragraph)]
-        if document:
+        if document := text_document(text):
             yield document
 
 
@@ -182,28 +456,62 @@ def read_builtin() -> Iterator[Document]:
         yield document
 
 
-def open_corpus(spec: str) -> Iterator[Document]:
-    """Documents from a corpus named on the command line:
+CORPORA = """\
+builtin                              the built-in corpus (the default): the standard library's docstrings
+text:FILES                           BERT's format: one sentence per line, a blank line between documents
+paragraphs:FILES                     one document per line, split into sentences
+jsonl:FILES[:FIELD]                  JSON lines, one record per document (.gz and .zst read as they are);
+                                     FIELD defaults to text
+csv:FILES:COLUMN, tsv:FILES:COLUMN   a header row, then one row per document
+parquet:FILES[:COLUMN]               Parquet, one row per document; COLUMN defaults to text
+hf:FOLDER[:SPLIT][:COLUMN]           a folder written by datasets' save_to_disk; SPLIT defaults to train (of a
+                                     DatasetDict), COLUMN to text
+tfds:NAME:SPLIT:FIELD[:DATA_DIR]     a prepared TFDS dataset's text field
+FILES: glob patterns, comma-separated. A record's text is split into sentences at line breaks and
+sentence ends."""
 
-        builtin                              the built-in corpus (the default)
-        text:PATTERN[,PATTERN...]            BERT-format text files (one sentence per line)
-        paragraphs:PATTERN[,PATTERN...]      text files with one paragraph per line
-        tfds:NAME:SPLIT:FIELD[:DATA_DIR]     a prepared TFDS dataset's text field
-    """
+
+def open_corpus(spec: str) -> Iterator[Document]:
+    """Documents from a corpus named on the command line (`CORPORA` lists the forms). The files are found
+    and their formats checked now; a corpus that gives no document is an error when it is read."""
     kind, _, rest = spec.partition(":")
-    if kind == "builtin" and not rest:
-        return read_builtin()
-    if kind in ("text", "paragraphs") and rest:
-        paths = []
-        for pattern in rest.split(","):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise FileNotFoundError(f"Corpus {spec!r}: no file matches {pattern!r}.")
-            paths.extend(matches)
-        return read_text_files(paths, "bert" if kind == "text" else "paragraphs")
-    if kind == "tfds":
-        parts = re.split(r":(?![^\[]*\])", rest, maxsplit=3)  # no split inside a slice: train[:10%]
-        if len(parts) in (3, 4):
-            return read_tfds(*parts)
-    raise ValueError(f"Corpus {spec!r} is not one of: builtin, text:FILES, paragraphs:FILES, "
-                     "tfds:NAME:SPLIT:FIELD[:DATA_DIR].")
+    parts = rest.split(":") if rest else []
+    if kind == "builtin" and not parts:
+        documents = read_builtin()
+    elif kind in ("text", "paragraphs") and len(parts) == 1:
+        documents = read_text_files(_expand(spec, parts[0]), "bert" if kind == "text" else "paragraphs")
+    elif kind == "jsonl" and len(parts) in (1, 2):
+        documents = read_jsonl(_expand(spec, parts[0]), *parts[1:])
+    elif kind in ("csv", "tsv") and len(parts) == 2:
+        documents = read_delimited(_expand(spec, parts[0]), parts[1], "," if kind == "csv" else "\t")
+    elif kind == "parquet" and len(parts) in (1, 2):
+        documents = read_parquet(_expand(spec, parts[0]), *parts[1:])
+    elif kind == "hf" and len(parts) in (1, 2, 3):
+        folder, extra = pathlib.Path(parts[0]), parts[1:]
+        if len(extra) == 1 and not (folder / "dataset_dict.json").is_file():
+            extra = [None, extra[0]]  # one dataset: no split, the one extra part is the column
+        documents = read_hf_dataset(folder, *extra)
+    elif kind == "tfds" and len(tfds_parts := re.split(r":(?![^\[]*\])", rest, maxsplit=3)) in (3, 4):
+        documents = read_tfds(*tfds_parts)  # no split inside a slice: train[:10%]
+    else:
+        raise ValueError(f"Corpus {spec!r} is not one of these forms:\n{CORPORA}")
+    return _not_empty(documents, spec)
+
+
+def _expand(spec: str, patterns: str) -> list[str]:
+    paths = []
+    for pattern in patterns.split(","):
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise FileNotFoundError(f"Corpus {spec!r}: no file matches {pattern!r}.")
+        paths.extend(matches)
+    return paths
+
+
+def _not_empty(documents: Iterator[Document], spec: str) -> Iterator[Document]:
+    count = 0
+    for count, document in enumerate(documents, 1):
+        yield document
+    if count == 0:
+        raise ValueError(f"Corpus {spec!r} holds no documents: its files are empty, or the field or column named "
+                         "holds no text.")

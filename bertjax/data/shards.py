@@ -20,6 +20,7 @@ import pathlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from absl import logging
 from array_record.python.array_record_module import ArrayRecordWriter
 
 from bertjax import files
@@ -97,8 +98,8 @@ def split_paths(directory: str | pathlib.Path, split: str) -> list[str]:
         raise KeyError(f"{directory} has no split {split!r}; it has {sorted(metadata['splits'])}.")
     info = metadata["splits"][split]
     if info["documents"] == 0:
-        raise ValueError(f"Split {split!r} of {directory} holds no documents; prepare more text or change "
-                         "--validation_fraction.")
+        raise ValueError(f"Split {split!r} of {directory} holds no documents; prepare the data again with more "
+                         "text, a larger --validation_fraction or a --validation_corpus.")
     paths = [directory / name for name in info["shards"]]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
@@ -107,8 +108,11 @@ def split_paths(directory: str | pathlib.Path, split: str) -> list[str]:
 
 
 def check_compatible(directory: str | pathlib.Path, tokenizer: Tokenizer, model_vocab_size: int | None = None):
-    """Fail before training when the shards, the tokenizer and the model do not belong together."""
+    """Fail before training when the shards, the tokenizer and the model do not belong together, or when a
+    split that training reads or evaluates on holds no documents."""
     metadata = load_metadata(directory)
+    for split in SPLITS:
+        split_paths(directory, split)
     if metadata["tokenizer_fingerprint"] != tokenizer.fingerprint:
         raise ValueError(
             f"{directory} was prepared with another tokenizer (fingerprint {metadata['tokenizer_fingerprint'][:12]}, "
@@ -173,16 +177,32 @@ class _SplitWriter:
 
 
 def prepare(documents: Iterable[list[str]], tokenizer_path: str | pathlib.Path, output_dir: str | pathlib.Path, *,
-            documents_per_shard: int = 10_000, validation_fraction: float = 0.01, num_workers: int = 2,
-            chunk_documents: int = 256, overwrite: bool = False, source: str = "") -> dict:
-    """Tokenize documents into ArrayRecord shards under `output_dir`; returns the metadata written."""
+            documents_per_shard: int = 10_000, validation_fraction: float = 0.01,
+            validation_documents: Iterable[list[str]] | None = None, allow_empty_validation: bool = False,
+            num_workers: int = 2, chunk_documents: int = 256, overwrite: bool = False, source: str = "",
+            validation_source: str = "") -> dict:
+    """Tokenize documents into ArrayRecord shards under `output_dir`; returns the metadata written.
+
+    `validation_fraction` of `documents` (by a hash of each) go to the validation split, and all of
+    `validation_documents` if given. An empty validation split is an error (nothing is written) unless
+    `allow_empty_validation`: pretraining evaluates on it."""
     output_dir = pathlib.Path(output_dir)
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction={validation_fraction}: the share of documents held out is at least "
+                         "0 and below 1 (0.01 holds out 1%).")
+    for name, value in (("documents_per_shard", documents_per_shard), ("num_workers", num_workers),
+                        ("chunk_documents", chunk_documents)):
+        if value < 1:
+            raise ValueError(f"{name}={value}: it must be at least 1.")
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; choose another directory or pass --overwrite.")
     tokenizer = load_tokenizer(tokenizer_path)
     with files.replacing_directory(output_dir) as staging:
         writers = {split: _SplitWriter(staging, split, documents_per_shard) for split in SPLITS}
         chunks = ((chunk, validation_fraction) for chunk in _batched(documents, chunk_documents))
+        if validation_documents is not None:  # a fraction of 1 sends every document to validation
+            chunks = itertools.chain(chunks, ((chunk, 1.0) for chunk in _batched(validation_documents,
+                                                                                 chunk_documents)))
         context = multiprocessing.get_context("spawn")
         with context.Pool(num_workers, initializer=_init_worker, initargs=(str(tokenizer_path),)) as pool:
             while window := list(itertools.islice(chunks, 4 * num_workers)):  # bounded: a window at a time
@@ -194,8 +214,16 @@ def prepare(documents: Iterable[list[str]], tokenizer_path: str | pathlib.Path, 
         if writers["train"].counts["documents"] == 0:
             raise ValueError(f"No training documents were prepared from {source or 'the corpus'}: it is empty, "
                              "or every document went to validation.")
+        if writers["validation"].counts["documents"] == 0:
+            message = (f"the validation split is empty: none of the {writers['train'].counts['documents']:,} "
+                       f"documents of {source or 'the corpus'} fell in validation_fraction={validation_fraction}. "
+                       "Raise --validation_fraction or pass --validation_corpus")
+            if not allow_empty_validation:
+                raise ValueError(f"Nothing was written: {message}; or --allow_empty_validation to prepare it so "
+                                 "(pretraining cannot then evaluate).")
+            logging.warning("WARNING: %s. Pretraining on these shards cannot evaluate.", message)
         metadata = {
-            "format": FORMAT, "version": VERSION, "source": source,
+            "format": FORMAT, "version": VERSION, "source": source, "validation_source": validation_source,
             "tokenizer_path": str(tokenizer_path), "tokenizer_fingerprint": tokenizer.fingerprint,
             "vocab_size": tokenizer.vocab_size, "validation_fraction": validation_fraction,
             "splits": {split: {"shards": writer.shards, **writer.counts} for split, writer in writers.items()},

@@ -1,8 +1,10 @@
 """Preparation: deterministic shards, split by document, errors before work, never a half-written directory."""
 
 import pytest
+from conftest import write_bert_text
+from corpus_formats import write_records
 
-from bertjax.data import corpus, shards
+from bertjax.data import corpus, shards, tokenizer
 
 
 def test_documents_round_trip_through_records():
@@ -45,3 +47,50 @@ def test_errors_come_before_work(tmp_path, sp_tokenizer_path, prepared_dir):
         shards.load_metadata(tmp_path)
     with pytest.raises(KeyError, match="no split 'test'"):
         shards.split_paths(prepared_dir, "test")
+
+
+def test_every_corpus_format_prepares_byte_identical_shards(tmp_path, builtin_documents, sp_tokenizer_path):
+    """The same documents as BERT-format text, one-document-per-line text, JSON lines (plain, gzip, zstd),
+    CSV, TSV, Parquet and saved HF datasets give the same shards, byte for byte."""
+    # Documents whose sentences the splitter finds again when they are joined by spaces (paragraphs:)
+    # or line breaks (records).
+    documents = [document for document in builtin_documents[:400]
+                 if corpus.split_sentences(" ".join(document)) == document][:150]
+    assert len(documents) > 100
+    bert = write_bert_text(tmp_path / "bert.txt", documents)
+    (tmp_path / "paragraphs.txt").write_text("".join(" ".join(document) + "\n" for document in documents))
+    specs = {"text": f"text:{bert}", "paragraphs": f"paragraphs:{tmp_path / 'paragraphs.txt'}",
+             **write_records(tmp_path, ["\n".join(document) for document in documents])}
+    reference = None
+    for name, spec in specs.items():
+        output = tmp_path / f"prepared-{name.replace(' ', '-')}"
+        shards.prepare(corpus.open_corpus(spec), sp_tokenizer_path, output, documents_per_shard=40,
+                       validation_fraction=0.1, num_workers=1)
+        prepared = {path.name: path.read_bytes() for path in output.glob("*.array_record")}
+        assert len(prepared) > 2, name
+        reference = reference or prepared
+        assert prepared == reference, name
+
+
+def test_the_validation_split_is_never_left_empty_by_accident(tmp_path, sp_tokenizer_path):
+    documents = [["Only one document here."], ["And a second one."]]
+    with pytest.raises(ValueError, match="validation split is empty.*--validation_fraction.*--validation_corpus"):
+        shards.prepare(iter(documents), sp_tokenizer_path, tmp_path / "data", validation_fraction=0.0,
+                       num_workers=1)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    shards.prepare(iter(documents), sp_tokenizer_path, tmp_path / "data", validation_fraction=0.0, num_workers=1,
+                   allow_empty_validation=True)
+    with pytest.raises(ValueError, match="Split 'validation' .* holds no documents.*--validation_corpus"):
+        shards.check_compatible(tmp_path / "data", tokenizer.load_tokenizer(sp_tokenizer_path))
+    # A separate validation corpus: all of it is held out, none of the training corpus.
+    metadata = shards.prepare(iter(documents), sp_tokenizer_path, tmp_path / "split", validation_fraction=0.0,
+                              validation_documents=iter([["Held out."]]), num_workers=1)
+    assert {split: info["documents"] for split, info in metadata["splits"].items()} == {
+        "train": 2, "validation": 1}
+    source = shards.DocumentSource(shards.split_paths(tmp_path / "split", "validation"))
+    assert [sentence.tolist() for sentence in source[0]] == tokenizer.load_tokenizer(sp_tokenizer_path).encode_batch(
+        ["Held out."])
+    for bad in ({"validation_fraction": -0.5}, {"validation_fraction": 1.0}, {"documents_per_shard": 0},
+                {"num_workers": 0}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))}="):
+            shards.prepare(iter(documents), sp_tokenizer_path, tmp_path / "bad", **bad)
