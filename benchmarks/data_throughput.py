@@ -137,9 +137,10 @@ def write_corpus(name: str, documents, scale: int, stem: pathlib.Path) -> tuple[
         return f"parquet:{path}", path
     if name == "hf":  # the layout of datasets' save_to_disk: Arrow stream batches of 1,000 rows, state.json
         stem.mkdir()
-        with pa.OSFile(str(stem / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
+        with pa.OSFile(str(stem / "data-00000-of-00001.arrow"), "wb") as sink:
+            with pa.ipc.new_stream(sink, schema) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
         (stem / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
         return f"hf:{stem}", stem
     raise ValueError(f"unknown format {name!r}")

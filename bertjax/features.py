@@ -26,6 +26,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from bertjax import files
+from bertjax.data import corpus
 
 # Named combinations; `hidden_states[0]` is the embeddings output, `hidden_states[i]` layer i's output. The
 # names mean what the feature-based tagger (`bertjax.heads.FeatureTagger`) means by them.
@@ -99,17 +100,9 @@ def pool(features: jax.Array, attention_mask: jax.Array, how: str) -> jax.Array:
 def read_texts(spec: str) -> Iterator[str]:
     """Examples named on the command line, in order: `text:PATTERN[,PATTERN...]` (one example per line; blank
     lines are empty examples, so example i is line i) or `tfds:NAME:SPLIT:FIELD[:DATA_DIR]` (one per record)."""
-    import glob
-
     kind, _, rest = spec.partition(":")
     if kind == "text" and rest:
-        paths = []
-        for pattern in rest.split(","):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise FileNotFoundError(f"Input {spec!r}: no file matches {pattern!r}.")
-            paths.extend(matches)
-        return _lines(paths)
+        return _lines(corpus.expand(spec, rest))
     if kind == "tfds":
         parts = re.split(r":(?![^\[]*\])", rest, maxsplit=3)
         if len(parts) in (3, 4):

@@ -43,14 +43,15 @@ def main(argv):
     def counted(documents):
         nonlocal characters
         for document in documents:
-            characters += sum(len(sentence) + 1 for sentence in document)
+            characters += len(document) + 1 if isinstance(document, str) else sum(map(len, document)) + len(document)
             yield document
 
     fraction = _VALIDATION_FRACTION.value
     if _VALIDATION_CORPUS.value and not flags.FLAGS["validation_fraction"].present:
         fraction = 0.0
-    documents = corpus.open_corpus(_CORPUS.value)  # both corpora are found and checked before any work
-    validation = corpus.open_corpus(_VALIDATION_CORPUS.value) if _VALIDATION_CORPUS.value else None
+    # Both corpora are found and checked before any work; texts are split into sentences by the workers.
+    documents = corpus.open_corpus(_CORPUS.value, split=False)
+    validation = corpus.open_corpus(_VALIDATION_CORPUS.value, split=False) if _VALIDATION_CORPUS.value else None
     metadata = shards.prepare(
         counted(documents), _TOKENIZER.value, _OUTPUT_DIR.value,
         documents_per_shard=_DOCUMENTS_PER_SHARD.value, validation_fraction=fraction,

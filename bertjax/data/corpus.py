@@ -1,18 +1,21 @@
-"""Corpus readers. Each yields documents, a document being a list of sentences (strings), in a fixed order,
-streaming: memory does not grow with the corpus.
+"""Corpus readers. Each yields documents in a fixed order, streaming: memory does not grow with the corpus. A
+document is a list of sentences (strings), or a text (`str`) still to be split into sentences by
+`text_document`: the readers of formats that hold running text leave that to their consumer, so that
+preparation splits in its worker processes (splitting costs several times the reading).
 
 - `read_text_files`: BERT's format (one sentence per line, a blank line between documents), or
-  `paragraphs` (one document per line, split into sentences). A file that is another format (JSON lines,
+  `paragraphs` (one document per line, a text). A file that is another format (JSON lines,
   Parquet, Arrow, compressed or binary) is refused, naming the prefix that reads it.
 - `read_jsonl`, `read_delimited` (CSV, TSV), `read_parquet`, `read_hf_dataset` (a folder written by
-  `datasets`' `save_to_disk`): one record = one document, its text in a named field or column, split into
-  sentences at line breaks and sentence ends (`text_document`). Empty and null texts are skipped.
-- `read_tfds`: any TFDS dataset through `tfds.data_source` (no TensorFlow), one document per record.
+  `datasets`' `save_to_disk`): one record = one document, a text in a named field or column. Empty and
+  null texts are skipped.
+- `read_tfds`: any TFDS dataset through `tfds.data_source` (no TensorFlow), one text per record.
 - `read_builtin`: the built-in default corpus, read offline from the installed Python: the docstrings of
   the standard library (with `ast`, never importing a module), one document per module, class or
   function docstring longer than 80 characters, tests excluded; and the `pydoc_data.topics` help texts.
 
-`open_corpus(spec)` picks the reader a `--corpus` value names.
+`open_corpus(spec)` picks the reader a `--corpus` value names and splits texts into sentences, unless asked
+not to (`split=False`).
 """
 
 import ast
@@ -27,7 +30,7 @@ import re
 import sysconfig
 from collections.abc import Iterable, Iterator, Sequence
 
-Document = list[str]
+Document = list[str]  # its sentences; a reader may yield a text (`str`) instead: see `text_document`
 
 # A sentence ends at . ! or ? followed by space and an upper-case letter, digit, quote or bracket; the
 # common abbreviations do not end one.
@@ -51,9 +54,15 @@ def split_sentences(text: str) -> list[str]:
     return [sentence for sentence in sentences if sentence]
 
 
-def text_document(text: str) -> Document:
-    """A record's text -> its sentences: each line split at sentence ends."""
+def text_document(text: str | Document) -> Document:
+    """A text -> its sentences (each line split at sentence ends); a document of sentences as it is."""
+    if not isinstance(text, str):
+        return text
     return [sentence for line in text.split("\n") for sentence in split_sentences(line)]
+
+
+def _has_text(text: str | None) -> bool:
+    return bool(text) and not text.isspace()
 
 
 # --- text files -------------------------------------------------------------------------------------------
@@ -71,10 +80,10 @@ def _bert_documents(lines: Iterable[str]) -> Iterator[Document]:
         yield document
 
 
-def _line_documents(lines: Iterable[str]) -> Iterator[Document]:
+def _line_documents(lines: Iterable[str]) -> Iterator[str]:
     for line in lines:
-        if document := split_sentences(line):
-            yield document
+        if _has_text(line):
+            yield line.rstrip("\n")
 
 
 def _decoded_lines(file, path: pathlib.Path) -> Iterator[str]:
@@ -91,7 +100,8 @@ def _decoded_lines(file, path: pathlib.Path) -> Iterator[str]:
 _MAGIC = (
     (b"PAR1", "a Parquet file", "parquet:{path}[:COLUMN]"),
     (b"ARROW1", "an Arrow IPC file", "parquet: or hf: after converting it"),
-    (b"\xff\xff\xff\xff", "an Arrow stream (the data file of a saved HF dataset?)", "hf:FOLDER[:SPLIT][:COLUMN] on its folder"),
+    (b"\xff\xff\xff\xff", "an Arrow stream (the data file of a saved HF dataset?)",
+     "hf:FOLDER[:SPLIT][:COLUMN] on its folder"),
     (b"\x1f\x8b", "gzip-compressed", None),
     (b"\x28\xb5\x2f\xfd", "zstd-compressed", None),
     (b"PK\x03\x04", "a zip archive", "the files it holds, once unzipped"),
@@ -135,7 +145,7 @@ def check_text_file(path: pathlib.Path, prefix: str) -> None:
         raise ValueError(f"{path} is {what}, not text for {prefix}:; read it with {fix.format(path=path)}.")
 
 
-def read_text_files(paths: Sequence[str | pathlib.Path], text_format: str = "bert") -> Iterator[Document]:
+def read_text_files(paths: Sequence[str | pathlib.Path], text_format: str = "bert") -> Iterator[Document | str]:
     """Documents from text files, in the order given. `text_format`: "bert" (one sentence per line, a blank
     line between documents) or "paragraphs" (one document per line, split into sentences). Every file is
     checked before any is read."""
@@ -148,7 +158,7 @@ def read_text_files(paths: Sequence[str | pathlib.Path], text_format: str = "ber
     return _text_documents(paths, _bert_documents if text_format == "bert" else _line_documents)
 
 
-def _text_documents(paths, documents) -> Iterator[Document]:
+def _text_documents(paths, documents) -> Iterator[Document | str]:
     for path in paths:
         with open(path, "rb") as file:
             yield from documents(_decoded_lines(file, path))
@@ -187,13 +197,11 @@ def _open_binary(path: pathlib.Path):
     return open(path, "rb")
 
 
-def _record_document(value, where: str, key: str) -> Document:
-    if value is None:
-        return []
-    if not isinstance(value, str):
+def _record_text(value, where: str, key: str) -> str | None:
+    if value is not None and not isinstance(value, str):
         raise ValueError(f"{where}: {key!r} holds {type(value).__name__} {str(value)[:40]!r}, not text; name the "
                          "field or column that holds the document's text.")
-    return text_document(value)
+    return value if _has_text(value) else None
 
 
 def _missing_key(where: str, kind: str, key: str, names: Iterable[str], spec: str) -> ValueError:
@@ -201,7 +209,7 @@ def _missing_key(where: str, kind: str, key: str, names: Iterable[str], spec: st
                       f"holding the text: {spec}.")
 
 
-def read_jsonl(paths: Sequence[str | pathlib.Path], field: str = "text") -> Iterator[Document]:
+def read_jsonl(paths: Sequence[str | pathlib.Path], field: str = "text") -> Iterator[str]:
     """One document per JSON object per line (blank lines skipped); gzip and zstd files are read as they are.
     Every file's first record is checked before any file is read."""
     paths = _existing(paths, "jsonl")
@@ -210,7 +218,7 @@ def read_jsonl(paths: Sequence[str | pathlib.Path], field: str = "text") -> Iter
     return (document for path in paths for document in _jsonl_records(path, field) if document)
 
 
-def _jsonl_records(path: pathlib.Path, field: str) -> Iterator[Document]:
+def _jsonl_records(path: pathlib.Path, field: str) -> Iterator[str | None]:
     with _open_binary(path) as file:
         for number, line in enumerate(file, 1):
             if not line.strip():
@@ -226,10 +234,10 @@ def _jsonl_records(path: pathlib.Path, field: str) -> Iterator[Document]:
                                  "field; jsonl: reads one JSON object per line.")
             if field not in record:
                 raise _missing_key(where, "field", field, sorted(record), f"jsonl:{path}:FIELD")
-            yield _record_document(record[field], where, field)
+            yield _record_text(record[field], where, field)
 
 
-def read_delimited(paths: Sequence[str | pathlib.Path], column: str, delimiter: str = ",") -> Iterator[Document]:
+def read_delimited(paths: Sequence[str | pathlib.Path], column: str, delimiter: str = ",") -> Iterator[str]:
     """One document per row of CSV (or TSV: `delimiter="\\t"`) files with a header row, quoted as Python's
     csv module reads Excel's dialect; gzip and zstd files are read as they are. Every file's header is
     checked before any file is read."""
@@ -242,7 +250,7 @@ def read_delimited(paths: Sequence[str | pathlib.Path], column: str, delimiter: 
             if document)
 
 
-def _delimited_records(path: pathlib.Path, column: str, delimiter: str, kind: str) -> Iterator[Document]:
+def _delimited_records(path: pathlib.Path, column: str, delimiter: str, kind: str) -> Iterator[str | None]:
     with io.TextIOWrapper(_open_binary(path), encoding="utf-8", newline="") as text:
         reader = csv.reader(text, delimiter=delimiter)
         try:
@@ -252,7 +260,7 @@ def _delimited_records(path: pathlib.Path, column: str, delimiter: str, kind: st
             if column not in header:
                 raise _missing_key(f"{path}, line 1 (the header)", "column", column, header, f"{kind}:{path}:COLUMN")
             index = header.index(column)
-            yield []  # the header is checked
+            yield None  # the header is checked
             for row in reader:
                 if not row:
                     continue
@@ -260,7 +268,7 @@ def _delimited_records(path: pathlib.Path, column: str, delimiter: str, kind: st
                 if len(row) != len(header):
                     raise ValueError(f"{where}: {len(row)} fields where the header has {len(header)}; quote "
                                      f"fields that hold the delimiter {delimiter!r} (csv quoting).")
-                yield _record_document(row[index], where, column)
+                yield _record_text(row[index], where, column)
         except UnicodeDecodeError as error:
             raise ValueError(f"{path}, near line {reader.line_num + 1}: not UTF-8 text ({error.reason}); "
                              "convert the file to UTF-8.") from None
@@ -279,14 +287,14 @@ def _text_column(path, schema, column: str, spec: str) -> None:
                          f"documents' text: {spec}.")
 
 
-def _column_documents(batches, column_index: int = 0) -> Iterator[Document]:
+def _column_documents(batches, column_index: int = 0) -> Iterator[str]:
     for batch in batches:
         for value in batch.column(column_index).to_pylist():
-            if value and (document := text_document(value)):
-                yield document
+            if _has_text(value):
+                yield value
 
 
-def read_parquet(paths: Sequence[str | pathlib.Path], column: str = "text") -> Iterator[Document]:
+def read_parquet(paths: Sequence[str | pathlib.Path], column: str = "text") -> Iterator[str]:
     """One document per row of Parquet files, read a batch of rows at a time (never a whole file or row
     group). Every file's schema is checked before any file is read."""
     paths = _existing(paths, "parquet")
@@ -306,7 +314,7 @@ def _parquet_file(path: pathlib.Path):
         raise ValueError(f"{path} is not a Parquet file ({error}).") from None
 
 
-def _parquet_documents(path: pathlib.Path, column: str) -> Iterator[Document]:
+def _parquet_documents(path: pathlib.Path, column: str) -> Iterator[str]:
     with _parquet_file(path) as parquet:
         yield from _column_documents(parquet.iter_batches(batch_size=1024, columns=[column]))
 
@@ -329,7 +337,7 @@ def hf_dataset_files(folder: str | pathlib.Path, split: str | None = None) -> li
     return [folder / entry["filename"] for entry in state["_data_files"]]
 
 
-def read_hf_dataset(folder: str | pathlib.Path, split: str | None = None, column: str = "text") -> Iterator[Document]:
+def read_hf_dataset(folder: str | pathlib.Path, split: str | None = None, column: str = "text") -> Iterator[str]:
     """One document per row of a saved HF dataset, read with pyarrow from its Arrow stream files a record
     batch at a time (`datasets` itself is not needed). Every file's schema is checked before any is read."""
     paths = _existing(hf_dataset_files(folder, split), "hf")
@@ -339,7 +347,7 @@ def read_hf_dataset(folder: str | pathlib.Path, split: str | None = None, column
     return (document for path in paths for document in _hf_documents(path, column, spec) if document)
 
 
-def _hf_documents(path: pathlib.Path, column: str, spec: str) -> Iterator[Document]:
+def _hf_documents(path: pathlib.Path, column: str, spec: str) -> Iterator[str | None]:
     import pyarrow as pa
 
     with pa.OSFile(str(path)) as file:
@@ -348,13 +356,13 @@ def _hf_documents(path: pathlib.Path, column: str, spec: str) -> Iterator[Docume
         except pa.ArrowInvalid as error:
             raise ValueError(f"{path} is not an Arrow stream as save_to_disk writes one ({error}).") from None
         _text_column(path, reader.schema, column, spec)
-        yield []  # the schema is checked
+        yield None  # the schema is checked
         yield from _column_documents(reader, reader.schema.names.index(column))
 
 
-def read_tfds(name: str, split: str, text_field: str, data_dir: str | None = None) -> Iterator[Document]:
-    """Documents from a prepared TFDS dataset (ArrayRecord format), read through `tfds.data_source`.
-    Each record's `text_field` is one document; each of its lines is split into sentences."""
+def read_tfds(name: str, split: str, text_field: str, data_dir: str | None = None) -> Iterator[str]:
+    """Texts from a prepared TFDS dataset (ArrayRecord format), read through `tfds.data_source`: each
+    record's `text_field` is one document (a text: `text_document` splits it)."""
     import tensorflow_datasets as tfds  # needs no TensorFlow for data_source
 
     source = tfds.data_source(name, split=split, data_dir=data_dir)
@@ -365,8 +373,8 @@ def read_tfds(name: str, split: str, text_field: str, data_dir: str | None = Non
                            f"fields: {sorted(record)}.")
         text = record[text_field]
         text = text.decode("utf-8") if isinstance(text, bytes) else str(text)  # real data is bytes, mocks str
-        if document := text_document(text):
-            yield document
+        if _has_text(text):
+            yield text
 
 
 # --- the built-in corpus --------------------------------------------------------------------------------
@@ -471,21 +479,22 @@ FILES: glob patterns, comma-separated. A record's text is split into sentences a
 sentence ends."""
 
 
-def open_corpus(spec: str) -> Iterator[Document]:
+def open_corpus(spec: str, split: bool = True) -> Iterator[Document | str]:
     """Documents from a corpus named on the command line (`CORPORA` lists the forms). The files are found
-    and their formats checked now; a corpus that gives no document is an error when it is read."""
+    and their formats checked now; a corpus that gives no document is an error when it is read.
+    `split=False` leaves texts unsplit, for a consumer that splits them with `text_document` (in parallel)."""
     kind, _, rest = spec.partition(":")
     parts = rest.split(":") if rest else []
     if kind == "builtin" and not parts:
         documents = read_builtin()
     elif kind in ("text", "paragraphs") and len(parts) == 1:
-        documents = read_text_files(_expand(spec, parts[0]), "bert" if kind == "text" else "paragraphs")
+        documents = read_text_files(expand(spec, parts[0]), "bert" if kind == "text" else "paragraphs")
     elif kind == "jsonl" and len(parts) in (1, 2):
-        documents = read_jsonl(_expand(spec, parts[0]), *parts[1:])
+        documents = read_jsonl(expand(spec, parts[0]), *parts[1:])
     elif kind in ("csv", "tsv") and len(parts) == 2:
-        documents = read_delimited(_expand(spec, parts[0]), parts[1], "," if kind == "csv" else "\t")
+        documents = read_delimited(expand(spec, parts[0]), parts[1], "," if kind == "csv" else "\t")
     elif kind == "parquet" and len(parts) in (1, 2):
-        documents = read_parquet(_expand(spec, parts[0]), *parts[1:])
+        documents = read_parquet(expand(spec, parts[0]), *parts[1:])
     elif kind == "hf" and len(parts) in (1, 2, 3):
         folder, extra = pathlib.Path(parts[0]), parts[1:]
         if len(extra) == 1 and not (folder / "dataset_dict.json").is_file():
@@ -495,20 +504,22 @@ def open_corpus(spec: str) -> Iterator[Document]:
         documents = read_tfds(*tfds_parts)  # no split inside a slice: train[:10%]
     else:
         raise ValueError(f"Corpus {spec!r} is not one of these forms:\n{CORPORA}")
-    return _not_empty(documents, spec)
+    documents = _not_empty(documents, spec)
+    return (text_document(document) for document in documents) if split else documents
 
 
-def _expand(spec: str, patterns: str) -> list[str]:
+def expand(spec: str, patterns: str) -> list[str]:
+    """The files comma-separated glob `patterns` name, each pattern's sorted; one that matches none is an error."""
     paths = []
     for pattern in patterns.split(","):
         matches = sorted(glob.glob(pattern))
         if not matches:
-            raise FileNotFoundError(f"Corpus {spec!r}: no file matches {pattern!r}.")
+            raise FileNotFoundError(f"{spec!r}: no file matches {pattern!r}.")
         paths.extend(matches)
     return paths
 
 
-def _not_empty(documents: Iterator[Document], spec: str) -> Iterator[Document]:
+def _not_empty(documents: Iterator[Document | str], spec: str) -> Iterator[Document | str]:
     count = 0
     for count, document in enumerate(documents, 1):
         yield document

@@ -24,6 +24,7 @@ from absl import logging
 from array_record.python.array_record_module import ArrayRecordWriter
 
 from bertjax import files
+from bertjax.data.corpus import text_document
 from bertjax.data.tokenizer import Tokenizer, load_tokenizer
 
 FORMAT = "bertjax-tokenized-documents"
@@ -138,8 +139,9 @@ def _in_validation(sentences: Sequence[str], fraction: float) -> bool:
     return int.from_bytes(digest, "little") / 2**64 < fraction
 
 
-def _tokenize_chunk(job: tuple[list[list[str]], float]) -> list[tuple[bytes, int, int, bool]]:
-    documents, validation_fraction = job
+def _tokenize_chunk(job: tuple[list[list[str] | str], float]) -> list[tuple[bytes, int, int, bool]]:
+    texts, validation_fraction = job
+    documents = [text_document(text) for text in texts]  # texts are split into sentences here, in parallel
     flat = [sentence for document in documents for sentence in document]
     encoded = iter(_worker_tokenizer.encode_batch(flat))
     results = []
@@ -176,12 +178,13 @@ class _SplitWriter:
             self._writer = None
 
 
-def prepare(documents: Iterable[list[str]], tokenizer_path: str | pathlib.Path, output_dir: str | pathlib.Path, *,
+def prepare(documents: Iterable[list[str] | str], tokenizer_path: str | pathlib.Path, output_dir: str | pathlib.Path, *,
             documents_per_shard: int = 10_000, validation_fraction: float = 0.01,
-            validation_documents: Iterable[list[str]] | None = None, allow_empty_validation: bool = False,
+            validation_documents: Iterable[list[str] | str] | None = None, allow_empty_validation: bool = False,
             num_workers: int = 2, chunk_documents: int = 256, overwrite: bool = False, source: str = "",
             validation_source: str = "") -> dict:
-    """Tokenize documents into ArrayRecord shards under `output_dir`; returns the metadata written.
+    """Tokenize documents into ArrayRecord shards under `output_dir`; returns the metadata written. A document
+    is a list of sentences, or a text that the tokenizing workers split (`corpus.text_document`).
 
     `validation_fraction` of `documents` (by a hash of each) go to the validation split, and all of
     `validation_documents` if given. An empty validation split is an error (nothing is written) unless

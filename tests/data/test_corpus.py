@@ -17,7 +17,7 @@ def test_bert_format_and_paragraph_files(tmp_path):
     assert list(corpus.read_text_files([bert])) == [["First sentence.", "Second one."], ["Other document."]]
     paragraphs = tmp_path / "paragraphs.txt"  # one document per line, blank lines between them or not
     paragraphs.write_text("One sentence. Another, e.g. this one! A third?\nNext document.\n\nA last one.")
-    assert list(corpus.read_text_files([paragraphs], "paragraphs")) == [
+    assert list(corpus.open_corpus(f"paragraphs:{paragraphs}")) == [
         ["One sentence.", "Another, e.g. this one!", "A third?"], ["Next document."], ["A last one."]]
 
 

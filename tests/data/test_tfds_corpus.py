@@ -5,9 +5,14 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from bertjax.data.corpus import open_corpus, read_tfds
+from bertjax.data.corpus import open_corpus, read_tfds, text_document
 
 NAME = "bertjax_tiny_corpus"
+
+def _documents(*args):
+    """What `open_corpus` makes of `read_tfds`'s texts."""
+    return [text_document(text) for text in read_tfds(*args)]
+
 
 # Each record's text, and the document `read_tfds` must make of it: paragraphs are "\n"-separated lines
 # (blank ones included), each split into sentences; whitespace is collapsed; abbreviations do not end a
@@ -72,17 +77,17 @@ def test_records_are_array_record_with_bytes_text(data_dir):
 
 
 def test_one_document_per_record_in_record_order(data_dir):
-    assert list(read_tfds(NAME, "train", "text", data_dir)) == [document for _, document in TRAIN]
-    assert list(read_tfds(NAME, "train", "title", data_dir)) == [[f"record {index}"] for index in
+    assert _documents(NAME, "train", "text", data_dir) == [document for _, document in TRAIN]
+    assert _documents(NAME, "train", "title", data_dir) == [[f"record {index}"] for index in
                                                                  range(len(TRAIN))]
 
 
 def test_records_without_sentences_give_no_document(data_dir):
-    assert list(read_tfds(NAME, "test", "text", data_dir)) == [document for _, document in TEST if document]
+    assert _documents(NAME, "test", "text", data_dir) == [document for _, document in TEST if document]
 
 
 def test_split_slices_pass_through(data_dir):
-    assert list(read_tfds(NAME, "train[1:3]", "text", data_dir)) == [document for _, document in TRAIN[1:3]]
+    assert _documents(NAME, "train[1:3]", "text", data_dir) == [document for _, document in TRAIN[1:3]]
 
 
 class _StrTextSource:
@@ -105,7 +110,7 @@ def test_str_text_gives_the_same_documents(data_dir, monkeypatch):
     monkeypatch.setattr(tfds, "data_source", lambda *args, **kwargs: _StrTextSource(
         real_data_source(*args, **kwargs)))
     assert isinstance(tfds.data_source(NAME, split="train", data_dir=data_dir)[0]["text"], str)
-    assert list(read_tfds(NAME, "train", "text", data_dir)) == [document for _, document in TRAIN]
+    assert _documents(NAME, "train", "text", data_dir) == [document for _, document in TRAIN]
 
 
 def test_wrong_field_names_the_field_and_the_fields(data_dir):
