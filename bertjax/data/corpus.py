@@ -99,7 +99,7 @@ def _decoded_lines(file, path: pathlib.Path) -> Iterator[str]:
 # What a file's first bytes say it is, and the --corpus prefix that reads it.
 _MAGIC = (
     (b"PAR1", "a Parquet file", "parquet:{path}[:COLUMN]"),
-    (b"ARROW1", "an Arrow IPC file", "parquet: or hf: after converting it"),
+    (b"ARROW1", "an Arrow IPC file", "parquet: once converted to Parquet"),
     (b"\xff\xff\xff\xff", "an Arrow stream (the data file of a saved HF dataset?)",
      "hf:FOLDER[:SPLIT][:COLUMN] on its folder"),
     (b"\x1f\x8b", "gzip-compressed", None),
@@ -135,7 +135,7 @@ def check_text_file(path: pathlib.Path, prefix: str) -> None:
                else f"{prefix}: on the decompressed file")
         found = (found[0], fix)
     elif found is None and b"\0" in head:
-        found = ("binary, not text", "the prefix of its format (see --help for --corpus)")
+        found = ("binary data", "the prefix of its format (see --help for --corpus)")
     elif found is None and (record := _json_record(_first_line(head))) is not None:
         found = ("JSON lines", f"jsonl:{path}[:FIELD] (its first record's fields: {', '.join(sorted(record))})")
     elif found is None and path.suffix.lower() in _SUFFIXES:
@@ -147,8 +147,8 @@ def check_text_file(path: pathlib.Path, prefix: str) -> None:
 
 def read_text_files(paths: Sequence[str | pathlib.Path], text_format: str = "bert") -> Iterator[Document | str]:
     """Documents from text files, in the order given. `text_format`: "bert" (one sentence per line, a blank
-    line between documents) or "paragraphs" (one document per line, split into sentences). Every file is
-    checked before any is read."""
+    line between documents: lists of sentences) or "paragraphs" (one document per line: texts, for
+    `text_document` to split). Every file is checked before any is read."""
     if text_format not in ("bert", "paragraphs"):
         raise ValueError(f"text_format={text_format!r}: choose 'bert' (one sentence per line) or 'paragraphs'.")
     prefix = "text" if text_format == "bert" else "paragraphs"
@@ -251,7 +251,7 @@ def read_delimited(paths: Sequence[str | pathlib.Path], column: str, delimiter: 
 
 
 def _delimited_records(path: pathlib.Path, column: str, delimiter: str, kind: str) -> Iterator[str | None]:
-    with io.TextIOWrapper(_open_binary(path), encoding="utf-8", newline="") as text:
+    with io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="") as text:  # a BOM is no header
         reader = csv.reader(text, delimiter=delimiter)
         try:
             header = next(reader, None)
