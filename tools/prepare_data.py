@@ -13,7 +13,10 @@ from bertjax import cli
 from bertjax.data import corpus, shards
 
 _CORPUS = flags.DEFINE_string("corpus", "builtin", corpus.open_corpus.__doc__.split("\n\n", 1)[1].strip())
-_TOKENIZER = flags.DEFINE_string("tokenizer", None, "SentencePiece .model or WordPiece vocab.txt.", required=True)
+_TOKENIZER = flags.DEFINE_string("tokenizer", None, "SentencePiece .model, or WordPiece: an HF tokenizer folder, "
+                                 "vocab.txt or tokenizer.json.", required=True)
+_LOWERCASE = flags.DEFINE_bool("lowercase", None, "Lower-case text before WordPiece (--nolowercase: keep case); "
+                               "unset: the tokenizer's own setting. Training must use the same (data.lowercase).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to create.", required=True)
 _DOCUMENTS_PER_SHARD = flags.DEFINE_integer(
     "documents_per_shard", 10_000, "Documents per shard file; bounds the writer's memory (about 90 bytes each).")
@@ -36,7 +39,8 @@ def main(argv):
     metadata = shards.prepare(
         counted(corpus.open_corpus(_CORPUS.value)), _TOKENIZER.value, _OUTPUT_DIR.value,
         documents_per_shard=_DOCUMENTS_PER_SHARD.value, validation_fraction=_VALIDATION_FRACTION.value,
-        num_workers=_NUM_WORKERS.value, overwrite=_OVERWRITE.value, source=_CORPUS.value)
+        num_workers=_NUM_WORKERS.value, overwrite=_OVERWRITE.value, source=_CORPUS.value,
+        lowercase=_LOWERCASE.value)
     seconds = time.perf_counter() - start
     peak_mb = cli.peak_memory_mb()
     print(f"wrote {_OUTPUT_DIR.value} from {_CORPUS.value} in {seconds:.1f}s "

@@ -113,7 +113,8 @@ def check_compatible(directory: str | pathlib.Path, tokenizer: Tokenizer, model_
         raise ValueError(
             f"{directory} was prepared with another tokenizer (fingerprint {metadata['tokenizer_fingerprint'][:12]}, "
             f"from {metadata.get('tokenizer_path')}) than the one configured (fingerprint "
-            f"{tokenizer.fingerprint[:12]}); prepare the data again with this tokenizer, or configure that one.")
+            f"{tokenizer.fingerprint[:12]}); prepare the data again with this tokenizer, or configure that one (a "
+            "vocab.txt read with other casing is another tokenizer: see data.lowercase).")
     if model_vocab_size is not None and model_vocab_size < tokenizer.vocab_size:
         raise ValueError(f"The model's vocab_size={model_vocab_size} is smaller than the tokenizer's "
                          f"{tokenizer.vocab_size}; set config.model.vocab_size >= {tokenizer.vocab_size}.")
@@ -124,9 +125,9 @@ def check_compatible(directory: str | pathlib.Path, tokenizer: Tokenizer, model_
 _worker_tokenizer: Tokenizer | None = None
 
 
-def _init_worker(tokenizer_path: str) -> None:
+def _init_worker(tokenizer_path: str, lowercase: bool | None = None) -> None:
     global _worker_tokenizer
-    _worker_tokenizer = load_tokenizer(tokenizer_path)
+    _worker_tokenizer = load_tokenizer(tokenizer_path, lowercase)
 
 
 def _in_validation(sentences: Sequence[str], fraction: float) -> bool:
@@ -174,17 +175,19 @@ class _SplitWriter:
 
 def prepare(documents: Iterable[list[str]], tokenizer_path: str | pathlib.Path, output_dir: str | pathlib.Path, *,
             documents_per_shard: int = 10_000, validation_fraction: float = 0.01, num_workers: int = 2,
-            chunk_documents: int = 256, overwrite: bool = False, source: str = "") -> dict:
-    """Tokenize documents into ArrayRecord shards under `output_dir`; returns the metadata written."""
+            chunk_documents: int = 256, overwrite: bool = False, source: str = "",
+            lowercase: bool | None = None) -> dict:
+    """Tokenize documents into ArrayRecord shards under `output_dir`; returns the metadata written. `lowercase`:
+    as `load_tokenizer`'s (None: the tokenizer's own casing)."""
     output_dir = pathlib.Path(output_dir)
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; choose another directory or pass --overwrite.")
-    tokenizer = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer_path, lowercase)
     with files.replacing_directory(output_dir) as staging:
         writers = {split: _SplitWriter(staging, split, documents_per_shard) for split in SPLITS}
         chunks = ((chunk, validation_fraction) for chunk in _batched(documents, chunk_documents))
         context = multiprocessing.get_context("spawn")
-        with context.Pool(num_workers, initializer=_init_worker, initargs=(str(tokenizer_path),)) as pool:
+        with context.Pool(num_workers, initializer=_init_worker, initargs=(str(tokenizer_path), lowercase)) as pool:
             while window := list(itertools.islice(chunks, 4 * num_workers)):  # bounded: a window at a time
                 for results in pool.imap(_tokenize_chunk, window):
                     for record, sentences, tokens, validation in results:

@@ -122,7 +122,7 @@ class LanguageModelTask(TaskBase):
                      "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
         if objective != "elmo":  # an LSTM has no position embeddings
             self.check_sequence_length(config.data.max_seq_length, self.model_config)
-        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
+        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
         shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
         self.identity = {"task": self.name, "tokenizer_fingerprint": self.tokenizer.fingerprint}
 

@@ -36,7 +36,7 @@ class PretrainingTask(TaskBase):
         self.require(config.data, ("tokenizer", "prepared_dir"), "data",
                      "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
         self.check_sequence_length(config.data.max_seq_length, self.model_config)
-        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
+        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
         shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
         self.real_vocab_size = self.tokenizer.vocab_size  # the model's may be padded
         # Recorded in each checkpoint; resuming with other values is refused.
