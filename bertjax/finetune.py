@@ -53,10 +53,11 @@ def resolve_from_checkpoint(config) -> None:
     if run_directory is not None:
         run_config = runs.read_config(run_directory)
         source = BertConfig.from_config(run_config["model"])
-        tokenizer = run_config["data"].get("tokenizer")
+        tokenizer, lowercase = run_config["data"].get("tokenizer"), run_config["data"].get("lowercase")
     elif convert.is_hf_folder(path):
         source = convert.config_from_hf(json.loads((path / "config.json").read_text()), str(path / "config.json"))
         tokenizer = next((str(path / name) for name in ("tokenizer.json", "vocab.txt") if (path / name).is_file()), None)
+        lowercase = None  # the folder's own: its tokenizer.json, or the tokenizer_config.json beside vocab.txt
     else:
         raise FileNotFoundError(f"train.init_checkpoint {path}: neither a bertjax run (config.json and "
                                 "checkpoints/) nor an HF BERT folder (config.json and model.safetensors).")
@@ -68,6 +69,8 @@ def resolve_from_checkpoint(config) -> None:
         config.model[key] = value
     if not config.data.tokenizer:
         config.data.tokenizer = tokenizer
+        if config.data.lowercase is None:  # the tokenizer read with the run's casing
+            config.data.lowercase = lowercase
 
 
 def predict_and_write(config, task, params_path: pathlib.Path, directory: pathlib.Path,

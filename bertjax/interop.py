@@ -145,10 +145,11 @@ def export_hf(run_path: str | pathlib.Path, output: str | pathlib.Path, head: st
 def run_tokenizer(run: runs.SavedRun, tokenizer_path=None) -> tokenizers.Tokenizer:
     """The tokenizer a run was trained with (its config's `data.tokenizer`, or `tokenizer_path` where that
     has moved), checked against the fingerprint its checkpoint recorded."""
-    path = tokenizer_path or run.config.get("data", {}).get("tokenizer")
+    data = run.config.get("data", {})
+    path = tokenizer_path or data.get("tokenizer")
     if not path:
         raise ValueError(f"{run.step_dir}: the run's config names no data.tokenizer; pass --tokenizer.")
-    tokenizer = tokenizers.load_tokenizer(path)
+    tokenizer = tokenizers.load_tokenizer(path, data.get("lowercase"))  # read as the run read it
     expected = run.record.get("tokenizer_fingerprint")
     if expected and tokenizer.fingerprint != expected:
         raise ValueError(f"Tokenizer {path} is not the one {run.step_dir} was trained with (fingerprints differ); "

@@ -1,4 +1,5 @@
-"""BERT-base pretraining (12 layers, hidden 768, 12 heads): the paper's model, uncased WordPiece vocab."""
+"""BERT-base pretraining (12 layers, hidden 768, 12 heads): the paper's model. The vocabulary is data.tokenizer's
+(model.vocab_size unset follows it); without one, BERT's uncased WordPiece size, 30,522."""
 
 from configs import common
 
@@ -6,5 +7,4 @@ from configs import common
 def get_config(arg: str | None = None):
     config = common.get_config()
     config.model.variant = "base"
-    config.model.vocab_size = 30522
     return common.apply_arg(config, arg)

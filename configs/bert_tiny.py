@@ -7,7 +7,9 @@ from configs import common
 def get_config(arg: str | None = None):
     config = common.get_config()
     config.model.variant = "tiny"
-    # A 2,048-piece SentencePiece vocabulary suits a 1.9 MB corpus (425k tokens at 8,192 pieces).
+    # A 2,048-piece SentencePiece vocabulary suits a 1.9 MB corpus (425k tokens at 8,192 pieces). Set, though
+    # training would follow the tokenizer: the tools that build the model without one (model_info, benchmark)
+    # then report the demo's model, not one with the variant's 30,522 ids. With a larger tokenizer, set it to its size.
     config.model.vocab_size = 2048
     config.model.max_position_embeddings = 128
     config.data.tokenizer = "runs/demo/tokenizer.model"

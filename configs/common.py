@@ -22,7 +22,8 @@ def model_config() -> config_dict.ConfigDict:
 
 def data_config() -> config_dict.ConfigDict:
     data = config_dict.ConfigDict()
-    data.tokenizer = config_dict.placeholder(str)  # a SentencePiece .model, or a WordPiece vocab.txt
+    data.tokenizer = config_dict.placeholder(str)  # SentencePiece .model; WordPiece folder, vocab.txt, tokenizer.json
+    data.lowercase = config_dict.placeholder(bool)  # lower-case before WordPiece; None = the tokenizer's own setting
     data.prepared_dir = config_dict.placeholder(str)  # made by tools/prepare_data.py
     data.max_seq_length = 128
     data.max_predictions_per_seq = 20  # BERT: 20 at length 128, 80 at 512

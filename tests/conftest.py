@@ -1,6 +1,6 @@
 """Test set-up: eight fake CPU devices (set before JAX is imported) so mesh tests run anywhere; JAX's persistent
-compilation cache; and shared data fixtures: a tokenizer trained on the built-in corpus, and prepared shards of
-part of it."""
+compilation cache; and shared data fixtures: tokenizers trained on the built-in corpus (SentencePiece, and an
+uncased WordPiece folder), and prepared shards of part of it."""
 
 import os
 import pathlib
@@ -41,6 +41,28 @@ def sp_tokenizer_path(tmp_path_factory, builtin_documents):
 @pytest.fixture(scope="session")
 def sp_tokenizer(sp_tokenizer_path):
     return tokenizer.load_tokenizer(sp_tokenizer_path)
+
+
+# Text the built-in corpus (English docstrings) lacks: accents, CJK, Greek and Cyrillic, in both cases.
+MULTILINGUAL = ("Café déjà vu: a naïve façade in São Paulo, Ångström units.", "Größe, Übermaß und Straße in München.",
+                "東京は日本の首都です。北京是中国的首都。", "Ελληνικά: η Αθήνα και η ΘΕΣΣΑΛΟΝΙΚΗ.",
+                "Русский текст: Москва и САНКТ-ПЕТЕРБУРГ.")
+
+
+def wordpiece_sentences(builtin_documents, count=4000):
+    """What the tests train WordPiece on: the built-in corpus's first sentences and MULTILINGUAL, each line
+    often enough (min_frequency 2) that its characters and words make pieces."""
+    return [*MULTILINGUAL * 3, *itertools.islice(itertools.chain.from_iterable(builtin_documents), count)]
+
+
+@pytest.fixture(scope="session")
+def wordpiece_dir(tmp_path_factory, builtin_documents):
+    """An uncased 1,200-piece WordPiece tokenizer as the folder tools/train_tokenizer.py writes."""
+    folder = tmp_path_factory.mktemp("wordpiece") / "uncased"
+    folder.mkdir()
+    trained = tokenizer.train_wordpiece(wordpiece_sentences(builtin_documents), vocab_size=1200)
+    tokenizer.save_hf_tokenizer(trained, folder)
+    return folder
 
 
 def write_bert_text(path, documents):

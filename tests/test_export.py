@@ -62,9 +62,10 @@ def random_params(abstract, seed=0):
     return jax.tree.map(lambda leaf: (0.2 * rng.normal(size=leaf.shape)).astype(np.float32), abstract)
 
 
-def _bertjax_run(folder, head, vocab_path, num_labels=None, labels=None, **model_overrides):
-    """A run directory with random parameters (LayerNorms and biases too) for `head`."""
-    tokenizer = tokenizers.load_tokenizer(vocab_path)
+def _bertjax_run(folder, head, vocab_path, num_labels=None, labels=None, lowercase=None, **model_overrides):
+    """A run directory with random parameters (LayerNorms and biases too) for `head`; its tokenizer `vocab_path`
+    read with `lowercase` (data.lowercase)."""
+    tokenizer = tokenizers.load_tokenizer(vocab_path, lowercase)
     model_config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                               intermediate_size=37, max_position_embeddings=24, **model_overrides)
     params = random_params(convert.abstract_params(model_config, head, num_labels))
@@ -73,7 +74,7 @@ def _bertjax_run(folder, head, vocab_path, num_labels=None, labels=None, **model
     for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
                  "max_position_embeddings", *model_overrides):
         config.model[name] = getattr(model_config, name)
-    config.data.tokenizer = str(vocab_path)
+    config.data.tokenizer, config.data.lowercase = str(vocab_path), lowercase
     recorded = {"question_answering": "span", "token_classification": "tokens"}.get(head, head)  # as SQuAD, NER
     record = {"step": 7, "task": head, "tokenizer_fingerprint": tokenizer.fingerprint, "head": recorded}
     if num_labels:
@@ -371,3 +372,23 @@ def test_a_runs_best_parameters_export_with_the_runs_head(tmp_path):
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["id2label"] == {"0": "no", "1": "yes"}
     exported = load_file(tmp_path / "hf" / "model.safetensors")
     np.testing.assert_array_equal(exported["classifier.bias"], params["classifier"]["bias"] + 1)
+
+
+def test_a_runs_casing_travels_with_its_tokenizer(tmp_path):
+    from bertjax import finetune
+
+    vocab = _vocab_file(tmp_path)  # upper-case pieces ("Café"): read cased unless told otherwise
+    assert not tokenizers.load_tokenizer(vocab).lowercase
+    _bertjax_run(tmp_path / "run", "encoder", vocab, lowercase=True)
+    # The export reads the tokenizer as the run did (else its fingerprint would not match the run's).
+    interop.export_hf(tmp_path / "run", tmp_path / "hf")
+    exported = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    reference = transformers.BertTokenizer(str(vocab), do_lower_case=True)
+    assert exported(MIXED_TEXT)["input_ids"] == reference(MIXED_TEXT)["input_ids"]
+    assert exported(MIXED_TEXT)["input_ids"] != transformers.BertTokenizer(str(vocab), do_lower_case=False)(
+        MIXED_TEXT)["input_ids"]
+    # Fine-tuning from the run takes its tokenizer with its casing.
+    config = common.get_config()
+    config.train.init_checkpoint = str(tmp_path / "run")
+    finetune.resolve_from_checkpoint(config)
+    assert (config.data.tokenizer, config.data.lowercase) == (str(vocab), True)

@@ -1,6 +1,8 @@
 """The task contract (bertjax.tasks.base), the loop's periodic actions and its small loop for models outside
 the contract."""
 
+import logging
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -52,6 +54,35 @@ def test_sequence_longer_than_the_positions_is_refused(prepared_dir, sp_tokenize
     config.data.max_seq_length = 65
     with pytest.raises(ValueError, match="data.max_seq_length=65 exceeds the model's max_position_embeddings=64"):
         PretrainingTask(config)
+
+
+def _make(kind, config):
+    config.task = "causal_lm" if kind == "causal_lm" else "pretraining"
+    return causal_lm.LanguageModelTask(config) if kind == "causal_lm" else PretrainingTask(config)
+
+
+@pytest.mark.parametrize("kind", ["pretraining", "causal_lm"])
+def test_model_vocab_size_follows_the_tokenizer_unless_set(kind, prepared_dir, sp_tokenizer_path, caplog):
+    import sentencepiece
+
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(sp_tokenizer_path)).get_piece_size()
+    config = _pretraining_config(prepared_dir, sp_tokenizer_path)
+    config.model.vocab_size = None
+    task = _make(kind, config)
+    # Written into the config, which the loop saves as the run's config.json once the task is built.
+    assert task.model_config.vocab_size == config.model.vocab_size == pieces
+    assert config.to_dict()["model"]["vocab_size"] == pieces
+
+    config.model.vocab_size = pieces + 96  # padded for speed: allowed, and said once
+    with caplog.at_level(logging.INFO, logger="absl"):
+        task = _make(kind, config)
+    assert task.model_config.vocab_size == pieces + 96
+    said = [record.getMessage() for record in caplog.records if "never produces" in record.getMessage()]
+    assert len(said) == 1 and "never produces 96 of the model's ids" in said[0]
+
+    config.model.vocab_size = pieces - 1
+    with pytest.raises(ValueError, match=f"vocab_size={pieces - 1} is smaller than the {pieces} ids of the tokenizer"):
+        _make(kind, config)
 
 
 @pytest.mark.parametrize("every,last,due", [

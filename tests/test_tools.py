@@ -49,6 +49,35 @@ def test_train_prepare_and_show(corpus_file, tmp_path):
     assert result.returncode == 1 and "tools/prepare_data.py" in result.stderr
 
 
+def test_train_a_wordpiece_folder_and_prepare_with_it(corpus_file, tmp_path):
+    from bertjax.data import tokenizer
+
+    folder = tmp_path / "wordpiece"
+    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output={folder}", "--vocab_size=600",
+                  "--model_type=wordpiece", "--cased")
+    assert result.returncode == 0, result.stderr
+    assert "600 pieces (wordpiece, cased" in result.stdout and f"--config.data.tokenizer={folder}" in result.stdout
+    assert json.loads((folder / "tokenizer_config.json").read_text())["do_lower_case"] is False
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["wordpiece"]  # nothing partial left beside it
+
+    # The folder's vocab.txt read lower-cased, as --lowercase asks: the shards record that tokenizer.
+    vocab, prepared = folder / "vocab.txt", tmp_path / "data"
+    result = _run("prepare_data", f"--corpus=text:{corpus_file}", f"--tokenizer={vocab}", f"--output_dir={prepared}",
+                  "--num_workers=1", "--lowercase")
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads((prepared / "metadata.json").read_text())["tokenizer_fingerprint"]
+    assert recorded == tokenizer.load_tokenizer(vocab, lowercase=True).fingerprint
+    assert recorded != tokenizer.load_tokenizer(vocab).fingerprint
+    result = _run("prepare_data", f"--corpus=text:{corpus_file}", f"--tokenizer={folder}",
+                  f"--output_dir={tmp_path / 'other'}", "--lowercase")
+    assert result.returncode == 1 and "contradicts" in result.stderr and "Traceback" not in result.stderr
+
+    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output={prepared}", "--model_type=wordpiece")
+    assert result.returncode == 1 and "is not a tokenizer folder" in result.stderr
+    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output={tmp_path / 'x.model'}", "--cased")
+    assert result.returncode == 1 and "--cased is for --model_type wordpiece" in result.stderr
+
+
 def test_prepare_glue_from_zip_files_and_finetune_errors(tmp_path):
     import zipfile
 

@@ -148,3 +148,31 @@ def test_bad_batch_sizes_fail_before_training(prepared_dir, sp_tokenizer_path, t
     config.data.max_seq_length = 128
     with pytest.raises(ValueError, match="exceeds the model's max_position_embeddings=64"):
         PretrainingTask(config)
+
+
+def test_pretraining_from_scratch_with_a_trained_wordpiece_tokenizer(wordpiece_dir, corpus_file, tmp_path):
+    import transformers
+
+    from bertjax import interop
+    from bertjax.data import corpus, shards
+
+    shards.prepare(corpus.read_text_files([corpus_file]), wordpiece_dir, tmp_path / "data", documents_per_shard=100,
+                   validation_fraction=0.1, num_workers=1)
+    reference = transformers.BertTokenizer(str(wordpiece_dir / "vocab.txt"), do_lower_case=True)
+    first = next(iter(corpus.read_text_files([corpus_file])))
+    source = shards.DocumentSource(shards.split_paths(tmp_path / "data", "train"))
+    documents = [[sentence.tolist() for sentence in source[i]] for i in range(len(source))]
+    assert [ids for ids in reference(first, add_special_tokens=False)["input_ids"] if ids] in documents
+
+    config = _config(tmp_path / "data", wordpiece_dir, num_steps=2, eval_every=0, checkpoint_every=2)
+    config.model.vocab_size = None  # follows the tokenizer
+    metrics = train.train_and_evaluate(config, tmp_path / "run", PretrainingTask(config))
+    assert np.isfinite(metrics["mlm_loss"])
+    run_config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert run_config["model"]["vocab_size"] == len(reference)
+
+    # The exported HF folder's tokenizer encodes as BERT's tokenizer over the trained vocabulary.
+    interop.export_hf(tmp_path / "run", tmp_path / "hf")
+    exported = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    texts = [sentence for document in list(corpus.read_text_files([corpus_file]))[:20] for sentence in document]
+    assert exported(texts)["input_ids"] == reference(texts)["input_ids"]

@@ -49,7 +49,7 @@ def load_model(workdir: pathlib.Path) -> tuple[BertForCausalLM, dict, dict]:
 def main(argv):
     del argv
     model, params, config = load_model(pathlib.Path(_WORKDIR.value))
-    tok = tokenizer.load_tokenizer(_TOKENIZER.value or config["data"]["tokenizer"])
+    tok = tokenizer.load_tokenizer(_TOKENIZER.value or config["data"]["tokenizer"], config["data"].get("lowercase"))
     sampling = generate.Sampling(_TEMPERATURE.value, _TOP_K.value, _TOP_P.value)
     prompts = [[tok.cls_id, *ids] for ids in tok.encode_batch(_PROMPTS.value)]
     continuations = generate.generate(model, params, prompts, max_new_tokens=_MAX_NEW_TOKENS.value,

@@ -19,7 +19,10 @@ from bertjax.data import corpus, shards
 
 __doc__ += "\nCorpora (--corpus):\n" + corpus.CORPORA + "\n"
 _CORPUS = flags.DEFINE_string("corpus", "builtin", "The corpus: one of the forms listed above.")
-_TOKENIZER = flags.DEFINE_string("tokenizer", None, "SentencePiece .model or WordPiece vocab.txt.", required=True)
+_TOKENIZER = flags.DEFINE_string("tokenizer", None, "SentencePiece .model, or WordPiece: an HF tokenizer folder, "
+                                 "vocab.txt or tokenizer.json.", required=True)
+_LOWERCASE = flags.DEFINE_bool("lowercase", None, "Lower-case text before WordPiece (--nolowercase: keep case); "
+                               "unset: the tokenizer's own setting. Training must use the same (data.lowercase).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to create.", required=True)
 _DOCUMENTS_PER_SHARD = flags.DEFINE_integer(
     "documents_per_shard", 10_000, "Documents per shard file; bounds the writer's memory (about 90 bytes each).")
@@ -57,7 +60,8 @@ def main(argv):
         documents_per_shard=_DOCUMENTS_PER_SHARD.value, validation_fraction=fraction,
         validation_documents=counted(validation) if validation else None,
         allow_empty_validation=_ALLOW_EMPTY_VALIDATION.value, num_workers=_NUM_WORKERS.value,
-        overwrite=_OVERWRITE.value, source=_CORPUS.value, validation_source=_VALIDATION_CORPUS.value or "")
+        overwrite=_OVERWRITE.value, source=_CORPUS.value, validation_source=_VALIDATION_CORPUS.value or "",
+        lowercase=_LOWERCASE.value)
     seconds = time.perf_counter() - start
     peak_mb = cli.peak_memory_mb()
     print(f"wrote {_OUTPUT_DIR.value} from {_CORPUS.value} in {seconds:.1f}s "

@@ -39,7 +39,7 @@ def _render(tokens: np.ndarray, vocabulary: tokenizer.Tokenizer, mask: np.ndarra
 def main(argv):
     del argv
     config = _CONFIG.value
-    vocabulary = tokenizer.load_tokenizer(config.data.tokenizer)
+    vocabulary = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
     train = _SPLIT.value == "train"
     dataset = pipeline.pretraining_dataset(config.data, vocabulary, _SPLIT.value, batch_size=_BATCH_SIZE.value,
                                            seed=config.seed, train=train)

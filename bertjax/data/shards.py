@@ -118,7 +118,8 @@ def check_compatible(directory: str | pathlib.Path, tokenizer: Tokenizer, model_
         raise ValueError(
             f"{directory} was prepared with another tokenizer (fingerprint {metadata['tokenizer_fingerprint'][:12]}, "
             f"from {metadata.get('tokenizer_path')}) than the one configured (fingerprint "
-            f"{tokenizer.fingerprint[:12]}); prepare the data again with this tokenizer, or configure that one.")
+            f"{tokenizer.fingerprint[:12]}); prepare the data again with this tokenizer, or configure that one (a "
+            "vocab.txt read with other casing is another tokenizer: see data.lowercase).")
     if model_vocab_size is not None and model_vocab_size < tokenizer.vocab_size:
         raise ValueError(f"The model's vocab_size={model_vocab_size} is smaller than the tokenizer's "
                          f"{tokenizer.vocab_size}; set config.model.vocab_size >= {tokenizer.vocab_size}.")
@@ -129,9 +130,9 @@ def check_compatible(directory: str | pathlib.Path, tokenizer: Tokenizer, model_
 _worker_tokenizer: Tokenizer | None = None
 
 
-def _init_worker(tokenizer_path: str) -> None:
+def _init_worker(tokenizer_path: str, lowercase: bool | None = None) -> None:
     global _worker_tokenizer
-    _worker_tokenizer = load_tokenizer(tokenizer_path)
+    _worker_tokenizer = load_tokenizer(tokenizer_path, lowercase)
 
 
 def _in_validation(sentences: Sequence[str], fraction: float) -> bool:
@@ -182,13 +183,14 @@ def prepare(documents: Iterable[list[str] | str], tokenizer_path: str | pathlib.
             documents_per_shard: int = 10_000, validation_fraction: float = 0.01,
             validation_documents: Iterable[list[str] | str] | None = None, allow_empty_validation: bool = False,
             num_workers: int = 2, chunk_documents: int = 256, overwrite: bool = False, source: str = "",
-            validation_source: str = "") -> dict:
+            validation_source: str = "", lowercase: bool | None = None) -> dict:
     """Tokenize documents into ArrayRecord shards under `output_dir`; returns the metadata written. A document
     is a list of sentences, or a text that the tokenizing workers split (`corpus.text_document`).
 
     `validation_fraction` of `documents` (by a hash of each) go to the validation split, and all of
     `validation_documents` if given. An empty validation split is an error (nothing is written) unless
-    `allow_empty_validation`: pretraining evaluates on it."""
+    `allow_empty_validation`: pretraining evaluates on it. `lowercase`: as `load_tokenizer`'s (None: the
+    tokenizer's own casing)."""
     output_dir = pathlib.Path(output_dir)
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction={validation_fraction}: the share of documents held out is at least "
@@ -199,7 +201,7 @@ def prepare(documents: Iterable[list[str] | str], tokenizer_path: str | pathlib.
             raise ValueError(f"{name}={value}: it must be at least 1.")
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; choose another directory or pass --overwrite.")
-    tokenizer = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer_path, lowercase)
     with files.replacing_directory(output_dir) as staging:
         writers = {split: _SplitWriter(staging, split, documents_per_shard) for split in SPLITS}
         chunks = ((chunk, validation_fraction) for chunk in _batched(documents, chunk_documents))
@@ -207,7 +209,7 @@ def prepare(documents: Iterable[list[str] | str], tokenizer_path: str | pathlib.
             chunks = itertools.chain(chunks, ((chunk, 1.0) for chunk in _batched(validation_documents,
                                                                                  chunk_documents)))
         context = multiprocessing.get_context("spawn")
-        with context.Pool(num_workers, initializer=_init_worker, initargs=(str(tokenizer_path),)) as pool:
+        with context.Pool(num_workers, initializer=_init_worker, initargs=(str(tokenizer_path), lowercase)) as pool:
             while window := list(itertools.islice(chunks, 4 * num_workers)):  # bounded: a window at a time
                 for results in pool.imap(_tokenize_chunk, window):
                     for record, sentences, tokens, validation in results:

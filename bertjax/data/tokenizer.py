@@ -1,21 +1,25 @@
-"""One tokenizer interface over SentencePiece (vocabularies we train) and WordPiece (imported HF checkpoints).
+"""One tokenizer interface over SentencePiece and WordPiece (BERT's own: trained here by `train_wordpiece`, or
+imported with HF checkpoints).
 
 Both give: special ids ([PAD], [UNK], [CLS], [SEP], [MASK]), batch encoding without special tokens (the
 pipeline adds [CLS]/[SEP]), decoding, a per-id `word_start` table (does this token begin a word? used by
-whole-word masking), the ids that masking may draw as random replacements, and a `fingerprint` that
-prepared shards record so that a pipeline never reads shards made by another tokenizer.
+whole-word masking), the ids that masking may draw as random replacements, whether text is lower-cased
+(`lowercase`, and `casing_source`: what decided it), and a `fingerprint` that prepared shards record so that a
+pipeline never reads shards made by another tokenizer (or by the same vocabulary read with other casing).
 """
 
 import functools
 import hashlib
-import json
 import io
+import itertools
+import json
 import pathlib
 import unicodedata
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
+from absl import logging
 from sentencepiece import sentencepiece_model_pb2
 
 from bertjax import files
@@ -32,7 +36,9 @@ class Tokenizer:
     cls_id: int
     sep_id: int
     mask_id: int
-    fingerprint: str  # sha256 of the vocabulary file
+    fingerprint: str  # sha256 of the vocabulary file (and of the casing, where that is not the file's own)
+    lowercase: bool  # text is lower-cased before it is split into pieces
+    casing_source: str  # what decided `lowercase`: a given value, a settings file, the vocabulary, the normaliser
     word_start: np.ndarray  # (V,) bool: token i begins a word
     special_ids: np.ndarray  # ids that are never masked and never drawn as random replacements
 
@@ -83,6 +89,8 @@ class SentencePieceTokenizer(Tokenizer):
                              f"{SPECIAL_TOKENS}); train it with tools/train_tokenizer.py.")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids
         self.fingerprint = hashlib.sha256(model).hexdigest()
+        self.lowercase = _folds_case(self._processor.normalize)
+        self.casing_source = "the SentencePiece model's normaliser"
         pieces = [self._processor.id_to_piece(i) for i in range(self.vocab_size)]
         # "▁" marks a piece that starts a word; byte pieces (<0x..>) continue the one before them.
         self.word_start = np.array([piece.startswith("▁") for piece in pieces], bool)
@@ -150,6 +158,12 @@ def _piece_offsets(text: str, proto) -> tuple[list[int], list[tuple[int, int]]]:
     return [piece.id for piece in proto.pieces], [tuple(span) for span in spans]
 
 
+def _folds_case(normalize) -> bool:
+    """Whether a normalising function lower-cases text: asked of the function itself, so that any normaliser
+    (BERT's, a SentencePiece rule, a sequence of steps) answers alike."""
+    return normalize("ABC Éx") == normalize("abc éx")
+
+
 def _is_punctuation(char: str) -> bool:
     """BERT's rule: ASCII symbols and Unicode punctuation."""
     code = ord(char)
@@ -210,29 +224,86 @@ def train_sentencepiece(sentences: Iterable[str], vocab_size: int, model_type: s
 
 
 class WordPieceTokenizer(Tokenizer):
-    """HF WordPiece (`vocab.txt` or `tokenizer.json`) through the `tokenizers` library, so that text encodes
-    exactly as HF's BertTokenizer encodes it."""
+    """BERT's WordPiece through HF's `tokenizers`, so that text encodes exactly as HF's BertTokenizer encodes it.
+    `path` is an HF tokenizer folder (its `tokenizer.json` if it has one, else its `vocab.txt`), a
+    `tokenizer.json`, or a bare `vocab.txt`.
 
-    def __init__(self, path: str | pathlib.Path, lowercase: bool = True):
-        import tokenizers  # only imported checkpoints need it
+    Casing: a tokenizer.json's own normaliser decides; a `lowercase` that contradicts it is an error. A
+    vocab.txt is read as BERT reads one: lower-cased if `lowercase` says so; else as the `do_lower_case` of a
+    `tokenizer_config.json` beside it says (whose `strip_accents` and `tokenize_chinese_chars` apply too); else
+    as the vocabulary shows: cased when an ordinary piece has an upper-case letter (an uncased vocabulary, made
+    from lower-cased text, has none). `casing_source` says which decided.
+    """
+
+    def __init__(self, path: str | pathlib.Path, lowercase: bool | None = None):
+        import tokenizers  # only WordPiece needs it
 
         path = pathlib.Path(path)
+        if path.is_dir():
+            path = _hf_tokenizer_file(path)
         if not path.is_file():
             raise FileNotFoundError(f"WordPiece vocabulary {path} not found.")
         if path.suffix == ".json":
             try:  # JSON, never code
-                self._tokenizer = tokenizers.Tokenizer.from_file(str(path))
+                backend = tokenizers.Tokenizer.from_file(str(path))
             except Exception as error:  # noqa: BLE001 - the tokenizers library raises a bare Exception
                 raise ValueError(f"{path} is not an HF tokenizer.json ({error}).") from None
+            folds = _folds_case(backend.normalizer.normalize_str) if backend.normalizer else False
+            if lowercase is not None and lowercase != folds:
+                raise ValueError(
+                    f"lowercase={lowercase} (data.lowercase, or --lowercase) contradicts {path}, whose normaliser "
+                    f"{'lower-cases' if folds else 'keeps the case of'} text; a tokenizer.json decides its own "
+                    "casing: leave lowercase unset, or give a vocab.txt.")
+            self._set_up(backend, path, hashlib.sha256(path.read_bytes()).hexdigest(), f"the normaliser of {path}")
         else:
-            try:
-                lines = path.read_text(encoding="utf-8").split("\n")
-            except UnicodeDecodeError as error:
-                raise ValueError(f"{path} is not a UTF-8 vocabulary file ({error}).") from None
-            missing = set(SPECIAL_TOKENS) - set(lines)
-            if missing:
-                raise ValueError(f"{path} lacks the special tokens {sorted(missing)}; is it a BERT WordPiece vocabulary?")
-            self._tokenizer = tokenizers.BertWordPieceTokenizer(str(path), lowercase=lowercase)
+            self._read_vocab(path, lowercase)
+
+    def _read_vocab(self, path: pathlib.Path, lowercase: bool | None) -> None:
+        import tokenizers
+
+        try:
+            data = path.read_bytes()
+            pieces = data.decode("utf-8").split("\n")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path} is not a UTF-8 vocabulary file ({error}).") from None
+        missing = set(SPECIAL_TOKENS) - set(pieces)
+        if missing:
+            raise ValueError(f"{path} lacks the special tokens {sorted(missing)}; is it a BERT WordPiece vocabulary?")
+        settings_path = path.with_name("tokenizer_config.json")
+        settings = _read_settings(settings_path) if settings_path.is_file() else {}
+        if lowercase is not None:
+            source = f"lowercase={lowercase} given"
+        elif settings.get("do_lower_case") is not None:
+            lowercase, source = bool(settings["do_lower_case"]), f"do_lower_case in {settings_path}"
+        else:
+            lowercase, source = _casing_of_vocabulary(pieces, path)
+            logging.info("%s: %s text (%s); set data.lowercase to choose.", path,
+                         "lower-casing" if lowercase else "keeping the case of", source)
+        # BERT strips accents when it lower-cases, unless told otherwise.
+        strip_accents = settings.get("strip_accents")
+        chinese = settings.get("tokenize_chinese_chars", True)
+        backend = tokenizers.BertWordPieceTokenizer(str(path), lowercase=lowercase, strip_accents=strip_accents,
+                                                    handle_chinese_chars=chinese)._tokenizer
+        # The settings BERT's uncased vocabularies are read with keep the file's own hash, as prepared data made
+        # before casing was a choice recorded it; any other reading of the same file has another fingerprint.
+        casing = {"lowercase": lowercase, "strip_accents": lowercase if strip_accents is None else strip_accents,
+                  "tokenize_chinese_chars": chinese}
+        digest = hashlib.sha256(data)
+        if casing != {"lowercase": True, "strip_accents": True, "tokenize_chinese_chars": True}:
+            digest.update(b"\0" + json.dumps(casing, sort_keys=True).encode())
+        self._set_up(backend, path, digest.hexdigest(), source)
+
+    @classmethod
+    def from_backend(cls, backend, casing_source: str) -> "WordPieceTokenizer":
+        """Over a `tokenizers.Tokenizer` in memory (a trained one). Its fingerprint is that of the tokenizer.json
+        `save_hf_tokenizer` writes of it, so the folder loads as the same tokenizer."""
+        tokenizer = cls.__new__(cls)
+        tokenizer._set_up(backend, "WordPiece in memory", "", casing_source)
+        tokenizer.fingerprint = hashlib.sha256(hf_tokenizer(tokenizer).to_str(pretty=True).encode()).hexdigest()
+        return tokenizer
+
+    def _set_up(self, backend, path, fingerprint: str, casing_source: str) -> None:
+        self._tokenizer = backend
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         vocab = self._tokenizer.get_vocab()
@@ -241,7 +312,9 @@ class WordPieceTokenizer(Tokenizer):
             raise ValueError(f"{path} lacks the special tokens {missing}; is it a BERT WordPiece vocabulary?")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (vocab[t] for t in SPECIAL_TOKENS)
         self.vocab_size = self._tokenizer.get_vocab_size()
-        self.fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.fingerprint = fingerprint
+        self.lowercase = _folds_case(backend.normalizer.normalize_str) if backend.normalizer else False
+        self.casing_source = casing_source
         pieces = [self._tokenizer.id_to_token(i) or "" for i in range(self.vocab_size)]
         self.word_start = np.array([not piece.startswith("##") for piece in pieces], bool)
         unused = [i for i, piece in enumerate(pieces) if piece.startswith("[unused")]
@@ -258,15 +331,103 @@ class WordPieceTokenizer(Tokenizer):
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [(encoding.ids, [tuple(span) for span in encoding.offsets]) for encoding in encodings]
 
+    def normalizer_settings(self) -> dict:
+        """The casing keys of an HF BERT `tokenizer_config.json` for this tokenizer: `do_lower_case`, and
+        `strip_accents` and `tokenize_chinese_chars` where BERT's normaliser says them."""
+        normalizer = json.loads(self._tokenizer.to_str()).get("normalizer") or {}
+        if normalizer.get("type") != "BertNormalizer":
+            return {"do_lower_case": self.lowercase}
+        return {"do_lower_case": normalizer["lowercase"], "strip_accents": normalizer["strip_accents"],
+                "tokenize_chinese_chars": normalizer["handle_chinese_chars"]}
 
-def load_tokenizer(path: str | pathlib.Path) -> Tokenizer:
-    """A `.model` file is SentencePiece; `vocab.txt` or `tokenizer.json` is WordPiece."""
+
+def _hf_tokenizer_file(folder: pathlib.Path) -> pathlib.Path:
+    for name in ("tokenizer.json", "vocab.txt"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{folder} has neither tokenizer.json nor vocab.txt: an HF BERT folder needs one "
+                            "(tools/train_tokenizer.py --model_type wordpiece writes both).")
+
+
+def _read_settings(path: pathlib.Path) -> dict:
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); fix or remove it.") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path} holds a JSON {type(settings).__name__}, not the object of a tokenizer_config.json.")
+    return settings
+
+
+def _casing_of_vocabulary(pieces: Sequence[str], path: pathlib.Path) -> tuple[bool, str]:
+    """(lowercase, why) from the pieces themselves: those with a letter that lower-casing changes, [PAD] and
+    other bracketed specials left out."""
+    cased = [piece for piece in pieces if piece != piece.lower()
+             and not (len(piece) > 2 and piece.startswith("[") and piece.endswith("]"))]
+    if not cased:
+        return True, f"inferred: no piece of {path} has an upper-case letter"
+    return False, (f"inferred: {len(cased):,} pieces of {path} have upper-case letters "
+                   f"({', '.join(map(repr, cased[:3]))}, ...)")
+
+
+def load_tokenizer(path: str | pathlib.Path, lowercase: bool | None = None) -> Tokenizer:
+    """A `.model` file is SentencePiece; a `vocab.txt`, a `tokenizer.json` or an HF folder of them is WordPiece.
+    `lowercase` (config.data.lowercase) overrides a bare vocab.txt's casing; elsewhere it must agree with the
+    tokenizer's own, or it is an error. None: the tokenizer's own (see `WordPieceTokenizer`)."""
     path = pathlib.Path(path)
     if path.suffix == ".model":
-        return SentencePieceTokenizer(path)
-    if path.suffix in (".txt", ".json"):
-        return WordPieceTokenizer(path)
-    raise ValueError(f"Tokenizer {path}: expected a SentencePiece .model, a WordPiece vocab.txt or tokenizer.json.")
+        tokenizer = SentencePieceTokenizer(path)
+        if lowercase is not None and lowercase != tokenizer.lowercase:
+            raise ValueError(f"lowercase={lowercase} (data.lowercase, or --lowercase) contradicts the SentencePiece "
+                             f"model {path}, whose normaliser "
+                             f"{'lower-cases' if tokenizer.lowercase else 'keeps the case of'} text; leave it unset.")
+        return tokenizer
+    if path.suffix in (".txt", ".json") or path.is_dir():
+        return WordPieceTokenizer(path, lowercase)
+    if not path.suffix and not path.exists():
+        raise FileNotFoundError(f"Tokenizer folder {path} not found; train one with tools/train_tokenizer.py "
+                                "--model_type wordpiece.")
+    raise ValueError(f"Tokenizer {path}: expected a SentencePiece .model, a WordPiece vocab.txt or tokenizer.json, "
+                     "or an HF folder of them.")
+
+
+def train_wordpiece(sentences: Iterable[str], vocab_size: int, lowercase: bool = True, *,
+                    strip_accents: bool | None = None, tokenize_chinese_chars: bool = True, min_frequency: int = 2,
+                    limit_alphabet: int = 1000, max_sentences: int | None = None) -> WordPieceTokenizer:
+    """Train BERT's WordPiece vocabulary with HF `tokenizers`' WordPiece trainer, in the tokenizer HF's
+    BertTokenizer builds over a vocab.txt: BERT's normaliser (control characters removed, whitespace unified,
+    CJK characters split apart, lower-casing as `lowercase` says, accents stripped as `strip_accents` says or,
+    unset, when lower-casing) and pre-tokeniser (whitespace and punctuation), [PAD] [UNK] [CLS] [SEP] [MASK] at
+    ids 0-4, "##" before a piece that continues a word, [CLS] A [SEP] B [SEP] for pairs, and the WordPiece
+    decoder. Streams: the trainer keeps word counts, not sentences, and reads the first `max_sentences`
+    non-blank sentences at most. Save it with `save_hf_tokenizer` (an HF folder `load_tokenizer` reads)."""
+    import tokenizers
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+    backend = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=tokenize_chinese_chars,
+                                                    strip_accents=strip_accents, lowercase=lowercase)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=list(SPECIAL_TOKENS), limit_alphabet=limit_alphabet,
+                                        continuing_subword_prefix="##", show_progress=False)
+    counter = {"sentences": 0}
+
+    def counted(stream):
+        for sentence in itertools.islice((sentence for sentence in stream if sentence.strip()), max_sentences):
+            counter["sentences"] += 1
+            yield sentence
+
+    backend.train_from_iterator(counted(sentences), trainer)
+    if counter["sentences"] == 0:
+        raise ValueError("Cannot train a tokenizer on an empty corpus: no non-blank sentence was read.")
+    vocab = backend.get_vocab()
+    if [vocab.get(token) for token in SPECIAL_TOKENS] != list(range(len(SPECIAL_TOKENS))):
+        raise AssertionError(f"the WordPiece trainer put {SPECIAL_TOKENS} at {[vocab.get(t) for t in SPECIAL_TOKENS]}")
+    backend.post_processor = _bert_template(vocab["[CLS]"], vocab["[SEP]"])
+    return WordPieceTokenizer.from_backend(
+        backend, f"lowercase={lowercase} given to train_wordpiece, on {counter['sentences']:,} sentences")
 
 
 # --- HF tokenizer files ----------------------------------------------------------------------------------------
@@ -274,27 +435,17 @@ def load_tokenizer(path: str | pathlib.Path) -> Tokenizer:
 def wordpiece_from_hf_folder(folder: str | pathlib.Path, output: str | pathlib.Path) -> WordPieceTokenizer:
     """An HF BERT folder's tokenizer -> `output` (a `tokenizer.json`) and the `WordPieceTokenizer` over it.
 
-    A `tokenizer.json` there is copied as it is; else `vocab.txt` is built into one with the casing and accent
-    settings of `tokenizer_config.json` (`do_lower_case`, `strip_accents`, `tokenize_chinese_chars`), as
-    HF's `BertTokenizerFast` builds it.
+    A `tokenizer.json` there is copied as it is; else `vocab.txt` is built into one as `WordPieceTokenizer`
+    reads a vocab.txt: with the casing and accent settings of `tokenizer_config.json` (`do_lower_case`,
+    `strip_accents`, `tokenize_chinese_chars`), as HF's `BertTokenizerFast` builds it, or without one with the
+    casing the vocabulary shows.
     """
-    import tokenizers
-
     folder, output = pathlib.Path(folder), pathlib.Path(output)
-    if (folder / "tokenizer.json").is_file():
-        tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-    elif (folder / "vocab.txt").is_file():
-        settings_path = folder / "tokenizer_config.json"
-        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
-        WordPieceTokenizer(folder / "vocab.txt")  # checks the special tokens
-        tokenizer = tokenizers.BertWordPieceTokenizer(
-            str(folder / "vocab.txt"), lowercase=settings.get("do_lower_case", True),
-            strip_accents=settings.get("strip_accents"),
-            handle_chinese_chars=settings.get("tokenize_chinese_chars", True))._tokenizer
-    else:
-        raise FileNotFoundError(f"{folder} has neither tokenizer.json nor vocab.txt: an HF BERT folder needs one.")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder: an HF BERT folder holds tokenizer.json or vocab.txt.")
+    tokenizer = WordPieceTokenizer(folder)
     with files.replacing(output) as partial:
-        tokenizer.save(str(partial))
+        tokenizer._tokenizer.save(str(partial))
     return WordPieceTokenizer(output)
 
 
@@ -305,7 +456,7 @@ def hf_tokenizer(tokenizer: Tokenizer):
     specials become HF special tokens, so a literal "[MASK]" in text is the mask token there (SentencePiece
     keeps it text). BPE SentencePiece models are not converted."""
     import tokenizers
-    from tokenizers import decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import decoders, normalizers, pre_tokenizers
 
     if isinstance(tokenizer, WordPieceTokenizer):
         converted = tokenizers.Tokenizer.from_str(tokenizer._tokenizer.to_str())
@@ -332,20 +483,29 @@ def hf_tokenizer(tokenizer: Tokenizer):
         converted.add_special_tokens(list(SPECIAL_TOKENS))
     else:
         raise ValueError(f"No HF form for a {type(tokenizer).__name__}.")
-    converted.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tokenizer.cls_id), ("[SEP]", tokenizer.sep_id)])
+    converted.post_processor = _bert_template(tokenizer.cls_id, tokenizer.sep_id)
     return converted
+
+
+def _bert_template(cls_id: int, sep_id: int):
+    """BERT's inputs: [CLS] A [SEP], and [CLS] A [SEP] B [SEP] with segment 1 for B and its [SEP]."""
+    from tokenizers import processors
+
+    return processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
 
 
 def save_hf_tokenizer(tokenizer: Tokenizer, folder: str | pathlib.Path, max_length: int = 512) -> list[str]:
     """Write what `transformers.AutoTokenizer.from_pretrained(folder)` loads: `tokenizer.json`,
-    `tokenizer_config.json`, `special_tokens_map.json`, and `vocab.txt` for WordPiece. Returns the names."""
+    `tokenizer_config.json`, `special_tokens_map.json`, and for WordPiece `vocab.txt` (with its casing in
+    tokenizer_config.json: `do_lower_case`, `strip_accents`, `tokenize_chinese_chars`). Returns the names."""
     folder = pathlib.Path(folder)
     hf_tokenizer(tokenizer).save(str(folder / "tokenizer.json"))
     specials = dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), SPECIAL_TOKENS))
     settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
                 "model_input_names": ["input_ids", "token_type_ids", "attention_mask"], **specials}
+    if isinstance(tokenizer, WordPieceTokenizer):  # what a reader of vocab.txt alone needs (BERT's keys)
+        settings |= tokenizer.normalizer_settings()
     (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n")
     (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
     names = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]

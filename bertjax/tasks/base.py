@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import flax.linen as nn
 import jax
 import numpy as np
+from absl import logging
 
 from bertjax.model import BertConfig
 
@@ -133,6 +134,22 @@ class TaskBase:
             if not group[key]:
                 raise ValueError(f"config.{group_name}.{key} is not set; pass --config.{group_name}.{key}=... "
                                  f"{hint}")
+
+    @staticmethod
+    def follow_tokenizer(model_group, tok, tokenizer_path: str) -> None:
+        """`model.vocab_size` unset: set to the tokenizer's, in the config itself, so that the run's config.json
+        records it. Set: at least the tokenizer's (else an error naming both); larger is allowed (a vocabulary
+        padded to a multiple of 128 for speed, say) and said once, as a warning."""
+        if model_group.vocab_size is None:
+            model_group.vocab_size = tok.vocab_size
+        elif model_group.vocab_size < tok.vocab_size:
+            raise ValueError(f"config.model.vocab_size={model_group.vocab_size} is smaller than the "
+                             f"{tok.vocab_size} ids of the tokenizer {tokenizer_path}; leave it unset to follow "
+                             f"the tokenizer, or set it to at least {tok.vocab_size}.")
+        elif model_group.vocab_size > tok.vocab_size:
+            logging.warning("config.model.vocab_size=%d is larger than the %d ids of the tokenizer %s: the tokenizer "
+                         "never produces %d of the model's ids.", model_group.vocab_size, tok.vocab_size,
+                         tokenizer_path, model_group.vocab_size - tok.vocab_size)
 
     @staticmethod
     def check_tokenizer_fits(tok, model_config: BertConfig) -> None:

@@ -115,14 +115,15 @@ class LanguageModelTask(TaskBase):
         if objective not in OBJECTIVES:
             raise ValueError(f"task={objective!r} is not a language-model objective; choose one of {OBJECTIVES}.")
         self.name = objective
-        self.model_config = BertConfig.from_config(config.model)
-        self.model = make_model(objective, self.model_config)
         self.data = config.data
         self.require(config.data, ("tokenizer", "prepared_dir"), "data",
                      "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
+        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
+        self.follow_tokenizer(config.model, self.tokenizer, config.data.tokenizer)  # before the model is built
+        self.model_config = BertConfig.from_config(config.model)
+        self.model = make_model(objective, self.model_config)
         if objective != "elmo":  # an LSTM has no position embeddings
             self.check_sequence_length(config.data.max_seq_length, self.model_config)
-        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
         shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
         self.identity = {"task": self.name, "tokenizer_fingerprint": self.tokenizer.fingerprint}
 

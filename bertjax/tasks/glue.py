@@ -334,7 +334,7 @@ class ClassificationTask(TaskBase):
         self.model_config = BertConfig.from_config(config.model)
         self.check_sequence_length(self.max_seq_length, self.model_config)
         self.require(config.data, ("tokenizer",), "data", "(or an init_checkpoint whose run names one).")
-        self.tokenizer = tokenizers.load_tokenizer(config.data.tokenizer)
+        self.tokenizer = tokenizers.load_tokenizer(config.data.tokenizer, config.data.lowercase)
         self.check_tokenizer_fits(self.tokenizer, self.model_config)
         self.regression = self.spec.labels is None
         self.fields = batch_fields(self.max_seq_length, self.regression)

@@ -180,7 +180,7 @@ class NerTask(TaskBase):
             raise ValueError("config.ner.train_file is not set; it also fixes the label set.")
         self.require(config.data, ("tokenizer",), "data", "(the pretraining run's tokenizer).")
         self.check_sequence_length(self.max_seq_length, self.model_config)
-        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
+        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
         self.check_tokenizer_fits(self.tokenizer, self.model_config)
         tags = {tag for sentence in read_conll(config.ner.train_file) for tag in to_iob2(sentence.tags)}
         self.labels = ["O", *sorted(tags - {"O"}, key=lambda tag: (tag[2:], tag[:2]))]

@@ -21,22 +21,25 @@ class PretrainingTask(TaskBase):
     name = "pretraining"
 
     def __init__(self, config, *, data: bool = True, real_vocab_size: int | None = None):
-        """`data=False`: no tokenizer or prepared data (`dataset` refuses); `real_vocab_size` then says how
-        many of the model's ids are real (a vocabulary padded to a multiple of 128 masks the rest)."""
-        self.model_config = BertConfig.from_config(config.model)
-        self.model = BertForPretraining(self.model_config)
+        """With data, an unset `config.model.vocab_size` is set to the tokenizer's. `data=False`: no tokenizer
+        or prepared data (`dataset` refuses); `real_vocab_size` then says how many of the model's ids are real
+        (a vocabulary padded to a multiple of 128 masks the rest)."""
         if config.train.mlm_positions not in ("masked", "all"):
             raise ValueError(f"train.mlm_positions={config.train.mlm_positions!r}: choose 'masked' or 'all'.")
         self.mlm_all_positions = config.train.mlm_positions == "all"
         self.data, self.tokenizer = config.data, None
+        if data:  # before the model: an unset model.vocab_size is the tokenizer's
+            self.require(config.data, ("tokenizer", "prepared_dir"), "data",
+                         "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
+            self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
+            self.follow_tokenizer(config.model, self.tokenizer, config.data.tokenizer)
+        self.model_config = BertConfig.from_config(config.model)
+        self.model = BertForPretraining(self.model_config)
         if not data:
             self.real_vocab_size = real_vocab_size or self.model_config.vocab_size
             self.identity = {"task": f"{self.name} (no data)"}
             return
-        self.require(config.data, ("tokenizer", "prepared_dir"), "data",
-                     "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
         self.check_sequence_length(config.data.max_seq_length, self.model_config)
-        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
         shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
         self.real_vocab_size = self.tokenizer.vocab_size  # the model's may be padded
         # Recorded in each checkpoint; resuming with other values is refused.

@@ -296,7 +296,7 @@ class SquadTask(TaskBase):
         self.require(config.data, ("tokenizer",), "data",
                      "(the pretraining run's tokenizer, or an HF folder's vocab.txt).")
         self.check_sequence_length(self.max_seq_length, self.model_config)
-        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer)
+        self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
         self.check_tokenizer_fits(self.tokenizer, self.model_config)
         self.identity = {"task": self.name, "head": "span", "num_labels": 2, "labels": ["start", "end"],
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}

@@ -94,3 +94,22 @@ def test_the_validation_split_is_never_left_empty_by_accident(tmp_path, sp_token
                 {"num_workers": 0}):
         with pytest.raises(ValueError, match=f"{next(iter(bad))}="):
             shards.prepare(iter(documents), sp_tokenizer_path, tmp_path / "bad", **bad)
+
+
+def test_shards_prepared_cased_are_tokenized_so_and_refused_read_uncased(wordpiece_dir, builtin_documents, tmp_path):
+    import transformers
+
+    from bertjax.data import tokenizer
+
+    vocab = wordpiece_dir / "vocab.txt"  # uncased by its tokenizer_config.json; read cased here
+    documents = builtin_documents[:40]
+    shards.prepare(iter(documents), vocab, tmp_path / "cased", validation_fraction=0.0, num_workers=1,
+                   lowercase=False)
+    reference = transformers.BertTokenizer(str(vocab), do_lower_case=False)
+    expected = {tuple(tuple(ids) for ids in reference(document, add_special_tokens=False)["input_ids"] if ids)
+                for document in documents}
+    source = shards.DocumentSource(shards.split_paths(tmp_path / "cased", "train"))
+    assert {tuple(tuple(sentence.tolist()) for sentence in source[i]) for i in range(len(source))} == expected
+    shards.check_compatible(tmp_path / "cased", tokenizer.load_tokenizer(vocab, lowercase=False))
+    with pytest.raises(ValueError, match="prepared with another tokenizer .* see data.lowercase"):
+        shards.check_compatible(tmp_path / "cased", tokenizer.load_tokenizer(vocab))
