@@ -295,8 +295,8 @@ def _column_documents(batches, column_index: int = 0) -> Iterator[str]:
 
 
 def read_parquet(paths: Sequence[str | pathlib.Path], column: str = "text") -> Iterator[str]:
-    """One document per row of Parquet files, read a batch of rows at a time (never a whole file or row
-    group). Every file's schema is checked before any file is read."""
+    """One document per row of Parquet files, read a row group at a time, in batches of rows (never a whole
+    file). Every file's schema is checked before any file is read."""
     paths = _existing(paths, "parquet")
     for path in paths:
         with _parquet_file(path) as parquet:
@@ -315,8 +315,12 @@ def _parquet_file(path: pathlib.Path):
 
 
 def _parquet_documents(path: pathlib.Path, column: str) -> Iterator[str]:
+    # A row group at a time: over a whole file, pyarrow's batch reader keeps every page it has read (a
+    # 115 MB file held 115 MB at its end); over one row group it keeps that group's.
     with _parquet_file(path) as parquet:
-        yield from _column_documents(parquet.iter_batches(batch_size=1024, columns=[column]))
+        for group in range(parquet.num_row_groups):
+            yield from _column_documents(parquet.iter_batches(batch_size=1024, row_groups=[group], columns=[column],
+                                                              use_threads=False))
 
 
 def hf_dataset_files(folder: str | pathlib.Path, split: str | None = None) -> list[pathlib.Path]:
