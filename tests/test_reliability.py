@@ -334,7 +334,7 @@ def test_bad_settings_fail_before_any_work(prepared_dir, sp_tokenizer_path, tmp_
     with pytest.raises((AttributeError, KeyError), match="num_step"):  # a mistyped key
         config.train.num_step = 3
     config = _config(prepared_dir, sp_tokenizer_path, **{"model.vocab_size": 1000})
-    with pytest.raises(ValueError, match="vocab_size=1000 is smaller than the tokenizer's 4000"):
+    with pytest.raises(ValueError, match="vocab_size=1000 is smaller than the 4000 ids of the tokenizer"):
         PretrainingTask(config)
 
 

@@ -148,8 +148,8 @@ class TaskBase:
                              f"the tokenizer, or set it to at least {tok.vocab_size}.")
         elif model_group.vocab_size > tok.vocab_size:
             logging.warning("config.model.vocab_size=%d is larger than the %d ids of the tokenizer %s: the tokenizer "
-                         "never produces %d of the model's ids.", model_group.vocab_size, tok.vocab_size,
-                         tokenizer_path, model_group.vocab_size - tok.vocab_size)
+                            "never produces %d of the model's ids.", model_group.vocab_size, tok.vocab_size,
+                            tokenizer_path, model_group.vocab_size - tok.vocab_size)
 
     @staticmethod
     def check_tokenizer_fits(tok, model_config: BertConfig) -> None:
