@@ -19,16 +19,15 @@ not to (`split=False`).
 """
 
 import ast
-import csv
 import functools
 import glob
-import gzip
-import io
 import json
 import pathlib
 import re
 import sysconfig
 from collections.abc import Iterable, Iterator, Sequence
+
+from bertjax.data import records
 
 Document = list[str]  # its sentences; a reader may yield a text (`str`) instead: see `text_document`
 
@@ -128,8 +127,7 @@ def check_text_file(path: pathlib.Path, prefix: str) -> None:
         head = file.read(1 << 16)
     found = next(((what, fix) for magic, what, fix in _MAGIC if head.startswith(magic)), None)
     if found and found[1] is None:  # compressed: say what it holds
-        opener = gzip.open if head.startswith(b"\x1f\x8b") else _zstd_open
-        with opener(path) as file:
+        with records.open_binary(path) as file:
             inner = file.read(1 << 16)
         fix = (f"jsonl:{path}[:FIELD] (it holds JSON lines)" if _json_record(_first_line(inner)) is not None
                else f"{prefix}: on the decompressed file")
@@ -178,24 +176,7 @@ def _existing(paths: Sequence[str | pathlib.Path], prefix: str) -> list[pathlib.
     return paths
 
 
-# --- records: JSON lines, CSV and TSV, Parquet, saved HF datasets -----------------------------------------
-
-def _zstd_open(path):
-    import pyarrow as pa
-
-    return io.BufferedReader(pa.input_stream(str(path), compression="zstd"), 1 << 20)
-
-
-def _open_binary(path: pathlib.Path):
-    """A file, decompressed as it is read when its first bytes say gzip or zstd."""
-    with open(path, "rb") as file:
-        magic = file.read(4)
-    if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(path, "rb")
-    if magic == b"\x28\xb5\x2f\xfd":
-        return _zstd_open(path)
-    return open(path, "rb")
-
+# --- records: JSON lines, CSV and TSV, Parquet, saved HF datasets (rows read by `records`) -------------------
 
 def _record_text(value, where: str, key: str) -> str | None:
     if value is not None and not isinstance(value, str):
@@ -204,123 +185,37 @@ def _record_text(value, where: str, key: str) -> str | None:
     return value if _has_text(value) else None
 
 
-def _missing_key(where: str, kind: str, key: str, names: Iterable[str], spec: str) -> ValueError:
-    return ValueError(f"{where}: no {kind} {key!r}; it has {', '.join(map(repr, names)) or 'none'}. Name the one "
-                      f"holding the text: {spec}.")
+def _record_texts(paths: list[pathlib.Path], rows, column: str, spec: str, **options) -> Iterator[str]:
+    """The texts of `column` in the rows of every file, each file's start (header, schema, first record)
+    checked before any file is read on; `spec(path)` is the --corpus form that names another column."""
+    def file_rows(path):
+        return rows(path, [column], fix=f"Name the one holding the text: {spec(path)}.", **options)
+
+    for path in paths:
+        if (first := next(file_rows(path), None)) is not None:
+            _record_text(first.values[column], first.where, column)
+    return (text for path in paths for row in file_rows(path)
+            if (text := _record_text(row.values[column], row.where, column)))
 
 
 def read_jsonl(paths: Sequence[str | pathlib.Path], field: str = "text") -> Iterator[str]:
-    """One document per JSON object per line (blank lines skipped); gzip and zstd files are read as they are.
-    Every file's first record is checked before any file is read."""
-    paths = _existing(paths, "jsonl")
-    for path in paths:
-        next(_jsonl_records(path, field), None)
-    return (document for path in paths for document in _jsonl_records(path, field) if document)
-
-
-def _jsonl_records(path: pathlib.Path, field: str) -> Iterator[str | None]:
-    with _open_binary(path) as file:
-        for number, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except ValueError as error:
-                raise ValueError(f"{where}: not a JSON record ({error}); jsonl: reads one JSON object per "
-                                 "line.") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object with a {field!r} "
-                                 "field; jsonl: reads one JSON object per line.")
-            if field not in record:
-                raise _missing_key(where, "field", field, sorted(record), f"jsonl:{path}:FIELD")
-            yield _record_text(record[field], where, field)
+    """One document per JSON object per line (blank lines skipped); gzip and zstd files are read as they are."""
+    return _record_texts(_existing(paths, "jsonl"), records.jsonl_rows, field, lambda path: f"jsonl:{path}:FIELD")
 
 
 def read_delimited(paths: Sequence[str | pathlib.Path], column: str, delimiter: str = ",") -> Iterator[str]:
     """One document per row of CSV (or TSV: `delimiter="\\t"`) files with a header row, quoted as Python's
-    csv module reads Excel's dialect; gzip and zstd files are read as they are. Every file's header is
-    checked before any file is read."""
+    csv module reads Excel's dialect; gzip and zstd files are read as they are."""
     kind = "tsv" if delimiter == "\t" else "csv"
-    csv.field_size_limit(2**31 - 1)  # a document may be longer than the module's 128 kB default
-    paths = _existing(paths, kind)
-    for path in paths:
-        next(_delimited_records(path, column, delimiter, kind), None)
-    return (document for path in paths for document in _delimited_records(path, column, delimiter, kind)
-            if document)
-
-
-def _delimited_records(path: pathlib.Path, column: str, delimiter: str, kind: str) -> Iterator[str | None]:
-    with io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="") as text:  # a BOM is no header
-        reader = csv.reader(text, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            if header is None:
-                return
-            if column not in header:
-                raise _missing_key(f"{path}, line 1 (the header)", "column", column, header, f"{kind}:{path}:COLUMN")
-            index = header.index(column)
-            yield None  # the header is checked
-            for row in reader:
-                if not row:
-                    continue
-                where = f"{path}, line {reader.line_num}"
-                if len(row) != len(header):
-                    raise ValueError(f"{where}: {len(row)} fields where the header has {len(header)}; quote "
-                                     f"fields that hold the delimiter {delimiter!r} (csv quoting).")
-                yield _record_text(row[index], where, column)
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path}, near line {reader.line_num + 1}: not UTF-8 text ({error.reason}); "
-                             "convert the file to UTF-8.") from None
-        except csv.Error as error:
-            raise ValueError(f"{path}, line {reader.line_num}: {error}.") from None
-
-
-def _text_column(path, schema, column: str, spec: str) -> None:
-    import pyarrow as pa
-
-    if column not in schema.names:
-        raise _missing_key(str(path), "column", column, schema.names, spec)
-    kind = schema.field(column).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)):
-        raise ValueError(f"{path}: column {column!r} holds {kind}, not text; name the column that holds the "
-                         f"documents' text: {spec}.")
-
-
-def _column_documents(batches, column_index: int = 0) -> Iterator[str]:
-    for batch in batches:
-        for value in batch.column(column_index).to_pylist():
-            if _has_text(value):
-                yield value
+    return _record_texts(_existing(paths, kind), records.delimited_rows, column,
+                         lambda path: f"{kind}:{path}:COLUMN", delimiter=delimiter)
 
 
 def read_parquet(paths: Sequence[str | pathlib.Path], column: str = "text") -> Iterator[str]:
     """One document per row of Parquet files, read a row group at a time, in batches of rows (never a whole
-    file). Every file's schema is checked before any file is read."""
-    paths = _existing(paths, "parquet")
-    for path in paths:
-        with _parquet_file(path) as parquet:
-            _text_column(path, parquet.schema_arrow, column, f"parquet:{path}:COLUMN")
-    return (document for path in paths for document in _parquet_documents(path, column))
-
-
-def _parquet_file(path: pathlib.Path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as error:
-        raise ValueError(f"{path} is not a Parquet file ({error}).") from None
-
-
-def _parquet_documents(path: pathlib.Path, column: str) -> Iterator[str]:
-    # A row group at a time: over a whole file, pyarrow's batch reader keeps every page it has read (a
-    # 115 MB file held 115 MB at its end); over one row group it keeps that group's.
-    with _parquet_file(path) as parquet:
-        for group in range(parquet.num_row_groups):
-            yield from _column_documents(parquet.iter_batches(batch_size=1024, row_groups=[group], columns=[column],
-                                                              use_threads=False))
+    file)."""
+    return _record_texts(_existing(paths, "parquet"), records.parquet_rows, column,
+                         lambda path: f"parquet:{path}:COLUMN")
 
 
 def hf_dataset_files(folder: str | pathlib.Path, split: str | None = None) -> list[pathlib.Path]:
@@ -343,25 +238,10 @@ def hf_dataset_files(folder: str | pathlib.Path, split: str | None = None) -> li
 
 def read_hf_dataset(folder: str | pathlib.Path, split: str | None = None, column: str = "text") -> Iterator[str]:
     """One document per row of a saved HF dataset, read with pyarrow from its Arrow stream files a record
-    batch at a time (`datasets` itself is not needed). Every file's schema is checked before any is read."""
-    paths = _existing(hf_dataset_files(folder, split), "hf")
+    batch at a time (`datasets` itself is not needed)."""
     spec = f"hf:{folder}{f':{split}' if split else ''}:COLUMN"
-    for path in paths:
-        next(_hf_documents(path, column, spec), None)
-    return (document for path in paths for document in _hf_documents(path, column, spec) if document)
-
-
-def _hf_documents(path: pathlib.Path, column: str, spec: str) -> Iterator[str | None]:
-    import pyarrow as pa
-
-    with pa.OSFile(str(path)) as file:
-        try:
-            reader = pa.ipc.open_stream(file)
-        except pa.ArrowInvalid as error:
-            raise ValueError(f"{path} is not an Arrow stream as save_to_disk writes one ({error}).") from None
-        _text_column(path, reader.schema, column, spec)
-        yield None  # the schema is checked
-        yield from _column_documents(reader, reader.schema.names.index(column))
+    return _record_texts(_existing(hf_dataset_files(folder, split), "hf"), records.arrow_stream_rows, column,
+                         lambda path: spec)
 
 
 def read_tfds(name: str, split: str, text_field: str, data_dir: str | None = None) -> Iterator[str]:

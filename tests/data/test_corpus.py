@@ -117,7 +117,7 @@ def test_a_missing_field_or_column_names_the_file_record_and_what_it_has(tmp_pat
         "tsv": (specs["tsv"].replace(":text", ":body"), r"c.tsv, line 1 \(the header\): no column 'body'"),
         "parquet": (specs["parquet"] + ":body", r"c.parquet: no column 'body'; it has 'id', 'text'"),
         "hf": (specs["hf"] + ":body", r"\.arrow: no column 'body'; it has 'id', 'text'.*hf:"),
-        "not text": (specs["parquet"] + ":id", "column 'id' holds int64, not text"),
+        "not text": (specs["parquet"] + ":id", r"c.parquet, row 1: 'id' holds int '0', not text"),
         "hf split": (f"hf:{tmp_path}/dict:dev", "holds the splits train, test, not 'dev'"),
     }
     for name, (spec, message) in cases.items():
