@@ -16,6 +16,7 @@ from bertjax import convert, finetune, interop
 from bertjax.heads import BertForMultipleChoice
 from bertjax.model import BertConfig
 from bertjax.tasks import multiple_choice
+from bertjax.tasks.base import PredictiveTask
 from configs import swag as swag_config
 from test_export import _bertjax_run, _hf_folder, _vocab_file
 
@@ -99,11 +100,6 @@ def test_hf_to_bertjax_to_hf_gives_back_the_source_tensors(tmp_path):
     for name, tensor in source.items():
         np.testing.assert_array_equal(back[name], tensor, err_msg=name)
     assert json.loads((tmp_path / "back" / "config.json").read_text())["architectures"] == ["BertForMultipleChoice"]
-
-
-def test_the_tasks_record_names_the_head():
-    assert convert.head_of_record({"head": "multiple_choice"}) == "multiple_choice"
-    assert convert.HEADS["multiple_choice"].architecture == "BertForMultipleChoice"
 
 
 # --- SWAG's files -------------------------------------------------------------------------------------------
@@ -205,6 +201,9 @@ def test_choices_are_encoded_as_bert_pairs(swag_files, sp_tokenizer_path):
     config.data.max_seq_length = 12  # short enough to cut every pair
     task = finetune.make_task(config)
     assert isinstance(task, multiple_choice.MultipleChoiceTask) and task.num_choices == 4
+    assert isinstance(task, PredictiveTask) and task.fresh_parameters == ("classifier",)
+    assert convert.head_of_record(task.identity) == "multiple_choice"
+    assert task.test_splits == ("test",) and task.num_train_examples() == TRAIN
     batch = next(iter(task.dataset("validation", batch_size=4, seed=0, train=False)))
     assert batch["input_ids"].shape == (4, 4, 12) and batch["attention_mask"].shape == (4, 4, 12)
     context, endings = (part[0] for part in task.token_ids("validation"))
