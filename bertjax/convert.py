@@ -25,8 +25,8 @@ import numpy as np
 from flax import traverse_util
 from safetensors.numpy import load_file
 
-from bertjax.heads import (BertForPretraining, BertForQuestionAnswering, BertForSequenceClassification,
-                           BertForTokenClassification)
+from bertjax.heads import (BertForMultipleChoice, BertForPretraining, BertForQuestionAnswering,
+                           BertForSequenceClassification, BertForTokenClassification)
 from bertjax.model import BertConfig, BertModel, stack_layers, unstack_layers
 
 # (bertjax module path, HF module name, number of leading kernel axes that are inputs).
@@ -61,6 +61,8 @@ class Head(NamedTuple):
     parts: tuple[str, ...]  # the top-level parameter groups beside the encoder (`bert`)
     with_pooler: bool  # whether HF's model has the pooler
     recorded_as: str  # the name a fine-tuning task's checkpoint record gives the head (SQuAD's, NER's own)
+    fixed_outputs: int | None = None  # the classifier's size where the head fixes it (one score per choice),
+    # not config.json's labels; None: as many outputs as labels
 
 
 HEADS = {
@@ -70,6 +72,7 @@ HEADS = {
                                     "sequence_classification"),
     "question_answering": Head("BertForQuestionAnswering", ("qa_outputs",), False, "span"),
     "token_classification": Head("BertForTokenClassification", ("classifier",), False, "tokens"),
+    "multiple_choice": Head("BertForMultipleChoice", ("classifier",), True, "multiple_choice", fixed_outputs=1),
 }
 _HEAD_OF_ARCHITECTURE = {head.architecture: name for name, head in HEADS.items()}
 _HEAD_OF_ARCHITECTURE["BertForMaskedLM"] = "pretraining"  # Google's checkpoints hold both heads under this name
@@ -170,7 +173,8 @@ def head_model(config: BertConfig, head: str, num_labels: int | None = None) -> 
     models = {"pretraining": lambda: BertForPretraining(config), "encoder": lambda: BertModel(config),
               "question_answering": lambda: BertForQuestionAnswering(config),
               "sequence_classification": lambda: BertForSequenceClassification(config, num_labels),
-              "token_classification": lambda: BertForTokenClassification(config, num_labels)}
+              "token_classification": lambda: BertForTokenClassification(config, num_labels),
+              "multiple_choice": lambda: BertForMultipleChoice(config)}
     if head not in models:
         raise ValueError(f"Unknown head {head!r}; choose one of {sorted(models)}.")
     if head in ("sequence_classification", "token_classification") and not num_labels:
@@ -182,8 +186,9 @@ def abstract_params(config: BertConfig, head: str, num_labels: int | None = None
     """The shapes and dtypes of a head's parameters, `{"bert": ..., <head parts>}`, without computing them."""
     model = head_model(config, head, num_labels)
     kwargs = {"masked_positions": jnp.zeros((1, 1), jnp.int32)} if head == "pretraining" else {}
+    input_shape = (1, 1, 1) if head == "multiple_choice" else (1, 1)  # B, N, L: one choice per example
     params = jax.eval_shape(lambda: nn.meta.unbox(
-        model.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32), **kwargs)["params"]))
+        model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.int32), **kwargs)["params"]))
     return {"bert": params} if head == "encoder" else params
 
 
@@ -334,8 +339,9 @@ def head_of_hf_config(hf_config: dict[str, Any], params: dict, source: str = "co
         raise ConversionError(f"{source}: architectures {architectures} has none of {sorted(_HEAD_OF_ARCHITECTURE)}.")
     if "classifier" in params:
         raise ConversionError(f"{source}: a classifier without `architectures` is ambiguous (sequence or token "
-                              "classification); add \"architectures\": [\"BertForSequenceClassification\"] or "
-                              "[\"BertForTokenClassification\"].")
+                              "classification, or multiple choice); add \"architectures\": "
+                              "[\"BertForSequenceClassification\"], [\"BertForTokenClassification\"] or "
+                              "[\"BertForMultipleChoice\"].")
     return "question_answering" if "qa_outputs" in params else "pretraining" if "mlm_head" in params else "encoder"
 
 
@@ -382,9 +388,14 @@ def load_hf_folder(folder: str | pathlib.Path) -> tuple[BertConfig, dict, list[s
     config = config_from_hf(hf_config, str(config_path))
     labels = hf_labels(hf_config)
     tensors = read_hf_tensors(weights_path)
-    params, absent = params_from_hf(tensors, config, str(weights_path),
-                                    num_labels=len(labels) if labels and "classifier.weight" in
-                                    _normalise_keys(tensors) else None)
+    # The classifier's size: the head's own where it fixes one (multiple choice, whose config.json carries
+    # transformers' two default labels all the same), else the number of labels.
+    fixed = [HEADS[_HEAD_OF_ARCHITECTURE[name]].fixed_outputs for name in hf_config.get("architectures") or []
+             if name in _HEAD_OF_ARCHITECTURE and HEADS[_HEAD_OF_ARCHITECTURE[name]].fixed_outputs]
+    num_labels = None
+    if "classifier.weight" in _normalise_keys(tensors):
+        num_labels = fixed[0] if fixed else len(labels) if labels else None
+    params, absent = params_from_hf(tensors, config, str(weights_path), num_labels=num_labels)
     return config, params, absent, hf_config
 
 
@@ -402,7 +413,7 @@ def hf_tensors(params: dict, config: BertConfig, head: str) -> dict[str, np.ndar
                               "causal attention has no HF BERT equivalent.")
     if head not in HEADS:
         raise ConversionError(f"Unknown head {head!r}; choose one of {sorted(HEADS)}.")
-    _, parts, with_pooler, _ = HEADS[head]
+    parts, with_pooler = HEADS[head].parts, HEADS[head].with_pooler
     lacking = [part for part in ("bert", *parts) if part not in params]
     if lacking:
         raise ConversionError(f"Exporting as {HEADS[head].architecture} needs the parameters {lacking}, which this "

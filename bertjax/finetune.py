@@ -35,6 +35,9 @@ def make_task(config):
     if name == "ner":
         from bertjax.tasks import ner
         return ner.NerTask(config)
+    if name == "swag":
+        from bertjax.tasks import multiple_choice
+        return multiple_choice.MultipleChoiceTask(config)
     from bertjax.tasks import glue
 
     return glue.ClassificationTask(config)

@@ -1,11 +1,11 @@
 """Output heads over the encoder: the pretraining model, the causal (forward) language model, and the
-fine-tuning models (sequence classification, span prediction, token tagging) named as HF names them; and the
-language models the objectives of `bertjax.tasks.causal_lm` train (`TransformerLM`, `ForwardBackwardLM`, all
-returning `LMOutput`; ELMo's biLSTM is `bertjax.elmo`); and the models over an encoder's layer states
-(`PooledClassifier` on any objective's model, ELMo's `ScalarMix`, the feature-based `MixClassifier` and
-`FeatureTagger`).
+fine-tuning models (sequence classification, multiple choice, span prediction, token tagging) named as HF
+names them; and the language models the objectives of `bertjax.tasks.causal_lm` train (`TransformerLM`,
+`ForwardBackwardLM`, all returning `LMOutput`; ELMo's biLSTM is `bertjax.elmo`); and the models over an
+encoder's layer states (`PooledClassifier` on any objective's model, ELMo's `ScalarMix`, the feature-based
+`MixClassifier` and `FeatureTagger`).
 
-Shape letters: B batch, L length, P predicted positions per sequence, D hidden, V vocab.
+Shape letters: B batch, L length, P predicted positions per sequence, D hidden, V vocab, N choices.
 """
 
 from collections.abc import Sequence
@@ -98,7 +98,7 @@ class BertForCausalLM(nn.Module):
 
 
 class HeadOutput(NamedTuple):
-    logits: jax.Array  # B, C (sequence); B, L, 2 (span: start, end); B, L, C (tokens)
+    logits: jax.Array  # B, C (sequence); B, N (choices); B, L, 2 (span: start, end); B, L, C (tokens)
     encoder: EncoderOutput
 
 
@@ -119,6 +119,34 @@ class BertForSequenceClassification(nn.Module):
         encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic)
         pooled = self.dropout(encoder.pooled_output, deterministic=deterministic)
         return HeadOutput(self.classifier(pooled).astype(jnp.float32), encoder)
+
+
+class BertForMultipleChoice(nn.Module):
+    """A score for each of N candidate sequences per example (HF's `BertForMultipleChoice`): every choice
+    through the encoder as a row of its own, dropout on its pooled [CLS], a one-output `classifier`, and
+    the scores of an example's choices side by side, to be softmaxed over. The encoder output it returns
+    is the flattened (B * N, ...) one."""
+
+    config: BertConfig
+
+    def setup(self):
+        self.bert = BertModel(self.config)
+        self.dropout = make_dropout(self.config, self.config.hidden_dropout)
+        self.classifier = make_dense(self.config, 1, ("embed", None))
+
+    def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
+                 deterministic: bool = True) -> HeadOutput:
+        """(B, N, L) inputs -> (B, N) logits."""
+        num_choices = input_ids.shape[1]
+
+        def rows(value):  # B, N, L -> B * N, L
+            return None if value is None else value.reshape(-1, value.shape[-1])
+
+        encoder = self.bert(rows(input_ids), rows(segment_ids), rows(attention_mask), rows(position_ids),
+                            deterministic=deterministic)
+        pooled = self.dropout(encoder.pooled_output, deterministic=deterministic)  # B * N, D
+        scores = self.classifier(pooled).astype(jnp.float32)  # B * N, 1
+        return HeadOutput(scores.reshape(-1, num_choices), encoder)  # B, N
 
 
 class BertForQuestionAnswering(nn.Module):

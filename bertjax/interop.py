@@ -95,8 +95,9 @@ def import_hf(hf_dir: str | pathlib.Path, output: str | pathlib.Path, head: str 
         size = model_config.hidden_size
         params["bert"]["pooler"] = {"kernel": np.zeros((size, size), np.float32), "bias": np.zeros(size, np.float32)}
         zero_filled.append("bert/pooler")
-    labels = convert.hf_labels(hf_config) if "classifier" in parts else None
-    num_labels = int(params["classifier"]["kernel"].shape[-1]) if "classifier" in parts else None
+    labelled = "classifier" in parts and not convert.HEADS[chosen].fixed_outputs  # not multiple choice's scores
+    labels = convert.hf_labels(hf_config) if labelled else None
+    num_labels = int(params["classifier"]["kernel"].shape[-1]) if labelled else None
 
     _refuse_existing(output, overwrite)
     with files.replacing_directory(output) as partial:

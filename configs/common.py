@@ -78,7 +78,7 @@ def train_config() -> config_dict.ConfigDict:
 
 def finetune_config() -> config_dict.ConfigDict:
     finetune = config_dict.ConfigDict()
-    # a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or stdlib; squad; ner
+    # a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or stdlib; squad; ner; swag
     finetune.task = config_dict.placeholder(str)
     finetune.data_dir = config_dict.placeholder(str)  # the task's files (GLUE: the folder of CoLA/, SST-2/, ... or one of them)
     finetune.tfds_data_dir = config_dict.placeholder(str)  # read TFDS's prepared glue/* instead (tools/prepare_glue.py)
@@ -117,6 +117,14 @@ def ner_config() -> config_dict.ConfigDict:
     return ner
 
 
+def swag_config() -> config_dict.ConfigDict:
+    swag = config_dict.ConfigDict()
+    swag.train_file = config_dict.placeholder(str)  # swagaf's train.csv: sent1, sent2, ending0..endingK, label
+    swag.validation_file = config_dict.placeholder(str)  # val.csv
+    swag.test_file = config_dict.placeholder(str)  # test.csv (no label column)
+    return swag
+
+
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0  # parameter initialisation, data order and masks, dropout
@@ -131,6 +139,7 @@ def get_config() -> config_dict.ConfigDict:
     config.mesh = mesh_config()
     config.squad = squad_config()
     config.ner = ner_config()
+    config.swag = swag_config()
     return config
 
 

@@ -5,7 +5,8 @@
 
 --hf_dir gets config.json, model.safetensors (HF names, float32) and the tokenizer files, as the
 architecture of the checkpoint's head: BertForPreTraining, BertForSequenceClassification,
-BertForQuestionAnswering or BertForTokenClassification (--head=encoder writes BertModel).
+BertForQuestionAnswering, BertForTokenClassification or BertForMultipleChoice (--head=encoder writes
+BertModel).
 --params_dir gets params.safetensors (bertjax names) and bertjax_config.json, which code that imports only
 bertjax.model can load.
 """
