@@ -35,6 +35,9 @@ def make_task(config):
     if name == "ner":
         from bertjax.tasks import ner
         return ner.NerTask(config)
+    if name == "classify":
+        from bertjax.tasks import classify
+        return classify.FileClassificationTask(config)
     from bertjax.tasks import glue
 
     return glue.ClassificationTask(config)
