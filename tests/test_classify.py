@@ -13,6 +13,7 @@ import pytest
 
 from bertjax import finetune, interop, losses, runs
 from bertjax.tasks import classify
+from bertjax.tasks.base import PredictiveTask
 from configs import classify as classify_config
 
 WORDS = ["win", "free", "money", "now", "prize", "click", "meet", "lunch", "at", "noon", "see", "you", "tomorrow",
@@ -106,6 +107,15 @@ def test_labels_keep_the_given_order_and_default_to_the_sorted_training_labels(v
     task = classify.FileClassificationTask(_config(vocab, labels="spam,ham", **files))
     assert task.labels == ("spam", "ham") and task.identity["labels"] == ["spam", "ham"]
     assert [example.label for example in task.examples("validation")] == [0, 1, 0, 1, 1]
+    assert isinstance(task, PredictiveTask) and task.fresh_parameters == ("classifier",)
+    # Predicting needs only the label names and the test file; training needs the validation file.
+    task = classify.FileClassificationTask(_config(vocab, labels="ham,spam", test_file=str(dev_file),
+                                                   text_a_column="text"))
+    assert len(task.examples("test")) == 5 and task.examples("test")[0].label == 1
+    with pytest.raises(ValueError, match="config.classify.validation_file is not set"):
+        task.dataset("train", batch_size=2, seed=0, train=True)
+    with pytest.raises(ValueError, match="config.classify.train_file is not set"):
+        classify.FileClassificationTask(_config(vocab, validation_file=str(dev_file)))
     assert classify.label_set(["10", "2", "1"], classify.SINGLE) == ("1", "2", "10")  # integers sort as numbers
     assert classify.label_set([["b", "a"], [], ["c"]], classify.MULTI) == ("a", "b", "c")
 

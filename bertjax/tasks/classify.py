@@ -201,8 +201,6 @@ class FileClassificationTask(glue.ClassificationTask):
             raise ValueError(f"classify.problem_type={settings.problem_type!r}: choose one of {list(METRICS)}.")
         if settings.unseen_labels not in ("error", "wrong"):
             raise ValueError(f"classify.unseen_labels={settings.unseen_labels!r}: choose error or wrong.")
-        self.require(settings, ("train_file", "validation_file"), "classify",
-                     "(the training file fixes the label set; the validation file selects the best checkpoint).")
         self.problem_type = settings.problem_type
         self.regression, self.multi_label = self.problem_type == REGRESSION, self.problem_type == MULTI
         if self.regression:
@@ -212,6 +210,8 @@ class FileClassificationTask(glue.ClassificationTask):
             if len(set(self.labels)) != len(self.labels):
                 raise ValueError(f"classify.labels={settings.labels!r} names a label twice.")
         else:
+            self.require(settings, ("train_file",), "classify", "(its labels make the label set), or set "
+                         "classify.labels to the label names in id order.")
             self.labels = label_set((label for _, _, label in self._raw("train")), self.problem_type)
         if not self.regression and len(self.labels) < (1 if self.multi_label else 2):
             raise ValueError(f"{settings.train_file}: {len(self.labels)} label(s) {list(self.labels)}; "
@@ -283,6 +283,8 @@ class FileClassificationTask(glue.ClassificationTask):
 
     def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
                 process_count: int = 1):
+        if train:  # before training, not at its first evaluation
+            self.require(self.settings, ("validation_file",), "classify", "(it selects the best checkpoint).")
         examples = self.examples(split)
         encode = _Encode(examples, self.token_ids(split), self.tokenizer, self.max_seq_length,
                          num_labels=len(self.labels) if self.multi_label else None)
