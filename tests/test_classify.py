@@ -165,6 +165,8 @@ def test_an_unseen_dev_label_is_named_or_counted_wrong(vocab, tmp_path):
      r"tags.jsonl, line 3: the label 'ham' is not a list; multi-label rows expect a JSON list of label names"),
     ("missing.jsonl", '{"text": "win", "label": "spam"}\n{"text": null, "label": "ham"}\n', {},
      r"missing.jsonl, line 2: the text column 'text' is missing"),
+    ("unlabelled.jsonl", '{"text": "win", "label": "spam"}\n{"text": "see you", "label": null}\n', {},
+     r"unlabelled.jsonl, line 2: the label column 'label' is missing; every training and validation row"),
 ])
 def test_a_malformed_row_is_one_line_naming_the_file_the_line_and_what_was_expected(vocab, tmp_path, name, content,
                                                                                       settings, expected):
@@ -191,6 +193,23 @@ def test_multi_label_rows_from_jsonl_lists_and_separated_strings(vocab, tmp_path
         batch = next(iter(task.dataset("train", batch_size=3, seed=0, train=False)))
         np.testing.assert_array_equal(batch["label"], [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
         assert batch["label"].dtype == np.float32
+
+
+def test_problem_type_is_recorded_by_glue_and_written_to_the_hf_config(vocab):
+    from bertjax import convert
+    from bertjax.model import BertConfig
+    from bertjax.tasks import glue
+    from configs import glue as glue_config
+
+    config = glue_config.get_config("task=stdlib")
+    config.model.update(variant="tiny", vocab_size=64)
+    config.data.tokenizer = str(vocab)
+    assert glue.ClassificationTask(config).identity["problem_type"] == "single_label_classification"
+    model = BertConfig(vocab_size=64, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    hf = convert.config_to_hf(model, "sequence_classification", ["a"], 1, problem_type=classify.MULTI)
+    assert hf["problem_type"] == classify.MULTI and hf["id2label"] == {"0": "a"}
+    assert convert.config_to_hf(model, "sequence_classification", None, 1)["problem_type"] == "regression"
+    assert "problem_type" not in convert.config_to_hf(model, "sequence_classification", ["a", "b"], 2)
 
 
 def test_regression_metrics_equal_hand_computations():

@@ -102,6 +102,9 @@ def read_labelled(path: str | pathlib.Path, settings, *, labelled: bool) -> list
         texts = tuple(_text(row.values[column], column, row.where) for column in text_columns)
         value = row.values[settings.label_column]
         if value is None or (not labelled and value == ""):
+            if labelled:
+                raise ValueError(f"{row.where}: the label column {settings.label_column!r} is missing; every "
+                                 "training and validation row needs a label.")
             label = None
         elif settings.problem_type == REGRESSION:
             label = _score(value, row.where)
@@ -109,8 +112,6 @@ def read_labelled(path: str | pathlib.Path, settings, *, labelled: bool) -> list
             label = _label_list(value, row.where, settings.label_separator, jsonl)
         else:
             label = _label_name(value, row.where)
-        if label is None and labelled:
-            _label_name(None, row.where)  # raises: a labelled file's row without a label
         rows.append((row.where, texts, label))
     return rows
 
@@ -121,13 +122,14 @@ def label_set(raw_labels, problem_type: str) -> tuple[str, ...]:
     names = set()
     for label in raw_labels:
         names.update(label if problem_type == MULTI else [label])
-    def integer(name: str) -> bool:
-        try:
-            return str(int(name)) == name
-        except ValueError:
-            return False
+    return tuple(sorted(names, key=int if all(map(_is_integer, names)) else None))
 
-    return tuple(sorted(names, key=int if all(map(integer, names)) else None))
+
+def _is_integer(name: str) -> bool:
+    try:
+        return str(int(name)) == name
+    except ValueError:
+        return False
 
 
 # --- metrics -------------------------------------------------------------------------------------------------
@@ -203,19 +205,7 @@ class FileClassificationTask(glue.ClassificationTask):
             raise ValueError(f"classify.unseen_labels={settings.unseen_labels!r}: choose error or wrong.")
         self.problem_type = settings.problem_type
         self.regression, self.multi_label = self.problem_type == REGRESSION, self.problem_type == MULTI
-        if self.regression:
-            self.labels = ()
-        elif settings.labels:
-            self.labels = tuple(name.strip() for name in settings.labels.split(",") if name.strip())
-            if len(set(self.labels)) != len(self.labels):
-                raise ValueError(f"classify.labels={settings.labels!r} names a label twice.")
-        else:
-            self.require(settings, ("train_file",), "classify", "(its labels make the label set), or set "
-                         "classify.labels to the label names in id order.")
-            self.labels = label_set((label for _, _, label in self._raw("train")), self.problem_type)
-        if not self.regression and len(self.labels) < (1 if self.multi_label else 2):
-            raise ValueError(f"{settings.train_file}: {len(self.labels)} label(s) {list(self.labels)}; "
-                             "classification needs at least two (one for multi-label).")
+        self.labels = () if self.regression else self._label_set()
         text_columns = (settings.text_a_column, *([settings.text_b_column] if settings.text_b_column else ()))
         self.spec = glue.TaskSpec(
             "classify", "", text_columns, (), settings.label_column, self.labels or None, METRICS[self.problem_type],
@@ -242,6 +232,22 @@ class FileClassificationTask(glue.ClassificationTask):
         self.identity = {"task": self.name, "head": self.head, "num_labels": num_outputs,
                          "labels": list(self.labels) or None, "problem_type": self.problem_type,
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
+
+    def _label_set(self) -> tuple[str, ...]:
+        """`classify.labels` (comma-separated, in id order), else the training file's labels (`label_set`)."""
+        settings = self.settings
+        if settings.labels:
+            labels = tuple(name.strip() for name in settings.labels.split(",") if name.strip())
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"classify.labels={settings.labels!r} names a label twice.")
+        else:
+            self.require(settings, ("train_file",), "classify", "(its labels make the label set), or set "
+                         "classify.labels to the label names in id order.")
+            labels = label_set((label for _, _, label in self._raw("train")), self.problem_type)
+        if len(labels) < (1 if self.multi_label else 2):
+            raise ValueError(f"{settings.labels or settings.train_file}: {len(labels)} label(s) {list(labels)}; "
+                             "classification needs at least two (multi-label: one).")
+        return labels
 
     @property
     def label_names(self) -> tuple[str, ...]:
