@@ -212,6 +212,23 @@ def test_problem_type_is_recorded_by_glue_and_written_to_the_hf_config(vocab):
     assert "problem_type" not in convert.config_to_hf(model, "sequence_classification", ["a", "b"], 2)
 
 
+def test_parquet_integer_labels_sort_as_numbers_and_list_columns_are_multi_label(vocab, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"text": ["win free money", "see you", "call me", "the cat"], "label": [10, 2, 10, 1],
+                             "tags": [["spam"], [], ["personal", "spam"], ["cats"]]}), path)
+    task = classify.FileClassificationTask(_config(vocab, train_file=str(path), validation_file=str(path),
+                                                   text_a_column="text"))
+    assert task.labels == ("1", "2", "10") and [e.label for e in task.examples("train")] == [2, 1, 2, 0]
+    task = classify.FileClassificationTask(_config(vocab, train_file=str(path), validation_file=str(path),
+                                                   text_a_column="text", label_column="tags",
+                                                   problem_type=classify.MULTI))
+    assert task.labels == ("cats", "personal", "spam")
+    assert [e.label for e in task.examples("train")] == [(2,), (), (1, 2), (0,)]
+
+
 def test_regression_metrics_equal_hand_computations():
     predicted, gold = np.array([0.5, 2.0, 1.0, 4.0]), np.array([1.0, 2.0, 2.5, 3.0])
     dp, dg = predicted - 1.875, gold - 2.125  # centred on the means
