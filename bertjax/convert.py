@@ -433,8 +433,10 @@ def hf_tensors(params: dict, config: BertConfig, head: str) -> dict[str, np.ndar
 
 
 def config_to_hf(config: BertConfig, head: str, labels: list[str] | None = None, num_labels: int | None = None,
-                 pad_token_id: int = 0) -> dict[str, Any]:
-    """A bertjax `BertConfig` -> HF's config.json for `head`'s architecture."""
+                 pad_token_id: int = 0, problem_type: str | None = None) -> dict[str, Any]:
+    """A bertjax `BertConfig` -> HF's config.json for `head`'s architecture. `problem_type` (HF's name:
+    single_label_classification, regression, multi_label_classification) is written for sequence
+    classification; unset, a one-output classifier is taken for a regressor."""
     hf_config = {
         "architectures": [HEADS[head].architecture], "model_type": "bert", "vocab_size": config.vocab_size,
         "hidden_size": config.hidden_size, "num_hidden_layers": config.num_layers,
@@ -450,6 +452,6 @@ def config_to_hf(config: BertConfig, head: str, labels: list[str] | None = None,
         labels = labels or [f"LABEL_{index}" for index in range(num_labels)]
         hf_config["id2label"] = {str(index): label for index, label in enumerate(labels)}
         hf_config["label2id"] = {label: index for index, label in enumerate(labels)}
-        if len(labels) == 1 and head == "sequence_classification":
-            hf_config["problem_type"] = "regression"
+        if head == "sequence_classification" and (problem_type or len(labels) == 1):
+            hf_config["problem_type"] = problem_type or "regression"
     return hf_config

@@ -38,6 +38,9 @@ def make_task(config):
     if name == "swag":
         from bertjax.tasks import multiple_choice
         return multiple_choice.MultipleChoiceTask(config)
+    if name == "classify":
+        from bertjax.tasks import classify
+        return classify.FileClassificationTask(config)
     from bertjax.tasks import glue
 
     return glue.ClassificationTask(config)

@@ -132,7 +132,7 @@ def export_hf(run_path: str | pathlib.Path, output: str | pathlib.Path, head: st
     tensors = convert.hf_tensors(params, model_config, chosen)
     tokenizer = run_tokenizer(run, tokenizer_path)
     hf_config = convert.config_to_hf(model_config, chosen, run.record.get("labels"), run.record.get("num_labels"),
-                                     pad_token_id=tokenizer.pad_id)
+                                     pad_token_id=tokenizer.pad_id, problem_type=run.record.get("problem_type"))
     _refuse_existing(output, overwrite)
     with files.replacing_directory(output) as partial:
         files.write_json(partial / "config.json", hf_config)

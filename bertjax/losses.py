@@ -108,6 +108,20 @@ def classification_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array
     return _safe_mean(loss_sum, normalizer), {**metrics, "example_loss_sum": loss_sum, "example_weight": jnp.sum(weights)}
 
 
+def multi_label_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array, normalizer: jax.Array):
+    """Multi-label classification: (B, C) logits against (B, C) 0/1 targets, a sigmoid binary cross entropy per
+    label, averaged over the C labels of a row (HF's BCEWithLogitsLoss over a full batch), then over rows
+    (weights and `normalizer` as `classification_loss`). `correct_sum` counts rows whose every label is right
+    at a threshold of 0.5 (logit 0). Returns (loss, metric sums)."""
+    weights = weights.astype(jnp.float32)
+    labels = labels.astype(jnp.float32)
+    per_row = jnp.mean(optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), labels), axis=-1)  # B
+    loss_sum = jnp.sum(per_row * weights)
+    exact = jnp.all((logits > 0) == (labels > 0.5), axis=-1)
+    return _safe_mean(loss_sum, normalizer), {"correct_sum": jnp.sum(exact * weights), "example_loss_sum": loss_sum,
+                                              "example_weight": jnp.sum(weights)}
+
+
 def summarize_classification(metric_sums: Mapping[str, jax.Array]) -> dict[str, float]:
     weight = max(float(metric_sums["example_weight"]), 1e-8)
     summary = {"example_loss": float(metric_sums["example_loss_sum"]) / weight}

@@ -279,7 +279,8 @@ def open_run(path: str | pathlib.Path) -> SavedRun:
     if "head" not in record and step_dir.parent.name == "best":  # a run's best parameters: the run says the head
         latest = step_directory(_run_of(step_dir) / "checkpoints")
         record = {**{key: value for key, value in _read_record(latest).items()
-                     if key in ("head", "num_labels", "labels", "tokenizer_fingerprint", "task")}, **record}
+                     if key in ("head", "num_labels", "labels", "problem_type", "tokenizer_fingerprint",
+                                "task")}, **record}
     stored = {path: (tuple(leaf.shape), str(leaf.dtype))
               for path, leaf in traverse_util.flatten_dict(_stored_tree(step_dir)).items()}
     return SavedRun(config, record, step_dir, stored)

@@ -125,6 +125,28 @@ def swag_config() -> config_dict.ConfigDict:
     return swag
 
 
+def classify_config() -> config_dict.ConfigDict:
+    """Fine-tuning on the user's own labelled files (finetune.task=classify, bertjax.tasks.classify)."""
+    classify = config_dict.ConfigDict()
+    # Any format bertjax.data.records reads, told by the name: .csv, .tsv, .jsonl (.gz, .zst), .parquet.
+    classify.train_file = config_dict.placeholder(str)
+    classify.validation_file = config_dict.placeholder(str)
+    classify.test_file = config_dict.placeholder(str)  # its label column is optional
+    classify.text_a_column = "text_a"
+    classify.text_b_column = config_dict.placeholder(str)  # the second text of a pair; unset: single texts
+    classify.label_column = "label"
+    # HF's names: single_label_classification | regression (a float per row) | multi_label_classification
+    classify.problem_type = "single_label_classification"
+    # Comma-separated label names in id order; unset: the training file's labels, sorted (as numbers when all are
+    # integers, else as strings).
+    classify.labels = config_dict.placeholder(str)
+    classify.unseen_labels = "error"  # error | wrong: a dev/test label outside the label set counts as wrong
+    # Multi-label rows: a JSON list in .jsonl files (and a list column in Parquet); in CSV, TSV and Parquet string
+    # columns, one string of names joined by this separator ("spam|ads"; an empty string: no label).
+    classify.label_separator = "|"
+    return classify
+
+
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0  # parameter initialisation, data order and masks, dropout
@@ -140,6 +162,7 @@ def get_config() -> config_dict.ConfigDict:
     config.squad = squad_config()
     config.ner = ner_config()
     config.swag = swag_config()
+    config.classify = classify_config()
     return config
 
 

@@ -7,12 +7,17 @@
         --config.squad.train_file=train-v2.0.json --config.squad.validation_file=dev-v2.0.json --predict
     python tools/finetune.py --config configs/ner.py --workdir runs/ner --config.train.init_checkpoint=runs/base \\
         --config.ner.train_file=eng.train --config.ner.validation_file=eng.testa --config.ner.test_file=eng.testb
+    python tools/finetune.py --config configs/classify.py --workdir runs/spam --config.train.init_checkpoint=runs/base \\
+        --config.classify.train_file=train.csv --config.classify.validation_file=dev.csv \\
+        --config.classify.test_file=test.csv --config.classify.text_a_column=text --predict
 
 The model and tokenizer come from --config.train.init_checkpoint (a bertjax run directory or an HF BERT
 folder); the new head starts fresh, and the run prints which parameters were loaded and which are new.
 WORKDIR gets results.json (the best and the final dev metrics), best/ (the best parameters), and with
 --predict predictions/ in the GLUE server's format (SST-2.tsv, MNLI-m.tsv, MNLI-mm.tsv, AX.tsv, ...), SQuAD's
-(predictions.json, null_odds.json for v2.0, of the dev set) or CoNLL's (test.conll, else validation.conll).
+(predictions.json, null_odds.json for v2.0, of the dev set), CoNLL's (test.conll, else validation.conll), or
+for your own files (configs/classify.py) validation_predictions.tsv and validation_report.txt (per class),
+and test_predictions.tsv with a test file.
 --seeds=1,2,3 runs once per seed (WORKDIR/seed_N) and writes summary.json: median, mean and std.
 --compare_scratch also trains the same model from random initialisation (WORKDIR/scratch) on the same budget
 (with --seeds, once per seed, WORKDIR/scratch/seed_N, summarised in summary.json's `scratch_metrics`).

@@ -343,6 +343,7 @@ class ClassificationTask(TaskBase):
         self.metric = first if len(self.eval_splits) == 1 else f"{self.eval_splits[0]}/{first}"
         self.identity = {"task": self.name, "head": self.head, "num_labels": self.spec.num_labels,
                          "labels": None if self.regression else list(self.label_names),
+                         "problem_type": "regression" if self.regression else "single_label_classification",
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
         if self.spec.name != "stdlib" and not (self.finetune.data_dir or self.finetune.tfds_data_dir):
             raise ValueError(f"{self.name}: set finetune.data_dir (the GLUE TSV folder) or finetune.tfds_data_dir "
