@@ -70,6 +70,11 @@ def test_iob1_gold_scores_as_its_iob2_form():
     sentences = ner.read_conll(FIXTURES / "conll-dev.iob1")
     gold = [list(s.tags) for s in sentences]
     assert ner.entity_metrics(gold, [ner.to_iob2(tags) for tags in gold])["f1"] == 1.0
+    # Token accuracy compares IOB2 with IOB2: perfect (IOB2) predictions on an IOB1 file score 1, not the
+    # share of words whose IOB1 tag happens to be its IOB2 tag (0.67 on this file).
+    perfect = ner.entity_metrics(gold, [ner.to_iob2(tags) for tags in gold])
+    assert perfect["accuracy"] == 1.0 and perfect["f1"] == 1.0
+    assert sum(g == p for tags in gold for g, p in zip(tags, ner.to_iob2(tags))) < sum(map(len, gold))
     # Adjacent entities of one type (B- in IOB1) stay two entities: merging them costs precision and recall.
     merged = ner.entity_metrics([["I-PER", "I-PER", "B-PER", "I-PER"]], [["B-PER", "I-PER", "I-PER", "I-PER"]])
     assert merged["f1"] == 0.0

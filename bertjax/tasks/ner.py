@@ -94,7 +94,8 @@ def to_iob2(tags) -> list[str]:
 
 def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
     """Entity-level precision, recall and F1 overall (micro) and per type (`{TYPE}_f1`...), in [0, 1]; an
-    entity counts only if its type and both boundaries match. seqeval's default mode, like conlleval."""
+    entity counts only if its type and both boundaries match. seqeval's default mode, like conlleval.
+    `accuracy`: the share of words whose predicted tag equals the gold tag in IOB2 (gold may be IOB1)."""
     report = classification_report(gold, predicted, output_dict=True, zero_division=0)
     overall = report.pop("micro avg")
     metrics = {"precision": float(overall["precision"]), "recall": float(overall["recall"]),
@@ -105,6 +106,8 @@ def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[st
                             f"{entity_type}_recall": float(scores["recall"]),
                             f"{entity_type}_f1": float(scores["f1-score"])})
     words = sum(len(tags) for tags in gold)
+    # Predictions are IOB2: an IOB1 gold file is compared in its IOB2 form (the same entities, other tags).
+    gold = [to_iob2(tags) for tags in gold]
     metrics["accuracy"] = sum(g == p for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)) / max(words, 1)
     return metrics
 
