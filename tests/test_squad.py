@@ -292,3 +292,25 @@ def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
             (tmp_path / "train_predictions" / "nbest_predictions.json").read_text()).items()})
     all_null = 100 * np.mean([not example.answers for example in train_examples])
     assert trained["best_f1"] > all_null + 5, trained
+
+
+def test_rerunning_a_finished_run_with_another_null_threshold_re_evaluates(sp_tokenizer_path, tmp_path):
+    """The same command again with only an evaluation setting changed: the run is found complete, no
+    checkpoint is written again, and the last step is evaluated with the new threshold (the best record of
+    that step too: the same parameters)."""
+    config = tiny_config(sp_tokenizer_path, "v2.0")
+    config.train.update(num_steps=3, eval_batch_size=48)
+    config.squad.null_score_diff_threshold = 1e6  # every question answered
+    first = finetune.run(config, tmp_path / "run")
+    assert first["final"]["NoAns_exact"] == 0.0
+    written = (tmp_path / "run" / "checkpoints" / "3").stat().st_mtime_ns
+    config = tiny_config(sp_tokenizer_path, "v2.0")
+    config.train.update(num_steps=3, eval_batch_size=48)
+    config.squad.null_score_diff_threshold = -1e6  # every question null
+    second = finetune.run(config, tmp_path / "run")
+    assert second["final"]["NoAns_exact"] == 100.0 and second["final"]["HasAns_exact"] == 0.0
+    assert second["final"]["exact"] == pytest.approx(100 * 16 / 48)
+    assert second["best"]["step"] == 3 and second["best"]["metrics"] == second["final"]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["final"] == second["final"]
+    assert sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir()) == ["3"]
+    assert (tmp_path / "run" / "checkpoints" / "3").stat().st_mtime_ns == written
