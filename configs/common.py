@@ -106,6 +106,8 @@ def squad_config() -> config_dict.ConfigDict:
     squad.max_answer_length = 30  # tokens in a predicted answer
     squad.n_best_size = 20  # starts and ends tried per window, and answers kept per question
     squad.null_score_diff_threshold = 0.0  # v2.0: predict null when null score - best span score exceeds it
+    # v2.0 metric: a question whose null odds exceed it scores as null (the official script's --na-prob-thresh)
+    squad.na_prob_thresh = 1.0
     return squad
 
 
