@@ -116,6 +116,9 @@ def ner_config() -> config_dict.ConfigDict:
     ner.train_file = config_dict.placeholder(str)  # CoNLL-2003 format: word ... tag per line, blank between sentences
     ner.validation_file = config_dict.placeholder(str)
     ner.test_file = config_dict.placeholder(str)
+    # A sentence longer than data.max_seq_length - 2 sub-tokens is tagged in overlapping windows, each starting
+    # about this many sub-tokens after the last; None: half a window
+    ner.stride = config_dict.placeholder(int)
     return ner
 
 

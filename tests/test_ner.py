@@ -110,13 +110,65 @@ def test_a_tag_unseen_in_training_is_an_error(sp_tokenizer):
         ner.make_features([sentence], sp_tokenizer, ["O", "B-PER", "I-PER"], max_seq_length=16)
 
 
-def test_words_past_max_seq_length_are_predicted_o(sp_tokenizer):
+def test_words_past_max_seq_length_are_tagged_from_further_windows(sp_tokenizer):
     sentence = ner.Sentence(("Ana", "Souza", "visited", "Kraków", "today"), ("B-PER", "I-PER", "O", "B-LOC", "O"), 1)
-    features = ner.make_features([sentence], sp_tokenizer, ["O", "B-LOC", "B-PER", "I-PER"], max_seq_length=6)
-    kept = int(np.sum(features["label_weights"]))
-    assert 0 < kept < 5 and features["attention_mask"][0].sum() <= 6
-    tags = ner.word_tags(np.full((1, 6), 2), features, [sentence], ["O", "B-LOC", "B-PER", "I-PER"])[0]
-    assert tags == ["B-PER"] * kept + ["O"] * (5 - kept)
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    features = ner.make_features([sentence], sp_tokenizer, labels, max_seq_length=6)
+    assert len(features["input_ids"]) > 1 and features["attention_mask"].sum(1).max() <= 6
+    assert ner.word_tags(features["label_ids"], features, [sentence], labels) == [list(sentence.tags)]
+
+
+def long_sentence(words: int) -> ner.Sentence:
+    """The training fixture's sentences run together into one of `words` words (IOB2; multi-word entities)."""
+    sentences = ner.read_conll(FIXTURES / "conll-train.iob2")
+    all_words = [word for sentence in sentences for word in sentence.words]
+    all_tags = [tag for sentence in sentences for tag in sentence.tags]
+    assert len(all_words) >= words
+    return ner.Sentence(tuple(all_words[:words]), tuple(all_tags[:words]), 1)
+
+
+def test_a_long_sentence_is_tagged_in_full_from_overlapping_windows(sp_tokenizer):
+    """300 words at max_seq_length 64: overlapping windows of whole words, each word predicted from the one
+    window where it has the most context (BERT's SQuAD rule), so logits right only there give the gold."""
+    labels = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    short = ner.Sentence(("Ana", "Souza", "sang"), ("B-PER", "I-PER", "O"), 1)
+    long = long_sentence(300)
+    assert sum(tag.startswith("I-") for tag in long.tags) > 10
+    sentences = [short, long, short]
+    features = ner.make_features(sentences, sp_tokenizer, labels, max_seq_length=64)
+    rows = np.flatnonzero(features["sentence"] == 1)
+    assert features["sentence"].tolist() == [0, *[1] * len(rows), 2] and len(rows) >= 6
+    lengths = features["attention_mask"].sum(1)
+    assert lengths.max() <= 64
+    counts = (features["word_positions"] >= 0).sum(1)
+    spans = [(int(features["first_word"][row]), int(features["first_word"][row] + counts[row])) for row in rows]
+    assert spans[0][0] == 0 and spans[-1][1] == 300
+    assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # consecutive windows overlap
+    owners = np.zeros(300, int)
+    for row, (first, last) in zip(rows, spans):
+        owned = np.flatnonzero(features["word_owner"][row])
+        assert np.all(owned < last - first)  # a row owns only words it holds
+        owners[first + owned] += 1
+    assert np.all(owners == 1)  # every word predicted from exactly one window
+    # The owner gives the word's first sub-token the most context: min(tokens left, right) + 0.01 x length.
+    for word in range(300):
+        scores = {}
+        for row, (first, last) in zip(rows, spans):
+            if first <= word < last:
+                position = features["word_positions"][row, word - first]
+                scores[row] = min(position - 1, lengths[row] - 2 - position) + 0.01 * (lengths[row] - 2)
+        owner = next(row for row, (first, _) in zip(rows, spans)
+                     if row in scores and features["word_owner"][row, word - first])
+        assert scores[owner] == max(scores.values())
+    # Logits right only at each word's owning window (wrong everywhere else) give the gold tags in full.
+    tag_ids = (features["label_ids"] + 1) % len(labels)
+    owned_positions = np.where(features["word_owner"], features["word_positions"], -1)
+    for row in range(len(tag_ids)):
+        positions = owned_positions[row][owned_positions[row] >= 0]
+        tag_ids[row, positions] = features["label_ids"][row, positions]
+    assert ner.word_tags(tag_ids, features, sentences, labels) == [list(s.tags) for s in sentences]
+    # Training rows: every window's words carry their labels.
+    assert all(features["label_weights"][row].sum() == counts[row] for row in rows)
 
 
 # --- feature-based tagging ----------------------------------------------------------------------------------
@@ -208,3 +260,4 @@ def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
         gold.append([c[1] for c in columns])
         predicted.append([c[2] for c in columns])
     assert ner.entity_metrics(gold, predicted)["f1"] == pytest.approx(metrics["f1"])  # the file scores the same
+
