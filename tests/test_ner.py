@@ -243,7 +243,8 @@ def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
     config = tiny_config(sp_tokenizer_path, "iob1")
     results = finetune.run(config, tmp_path / "run", predict=True)
     task = finetune.make_task(config)
-    assert task.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    # MISC occurs only as one-word entities in the training file: its I- label is there all the same.
+    assert task.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     metrics = results["best"]["metrics"]
     assert {"PER_f1", "LOC_f1", "ORG_f1", "MISC_f1", "precision", "recall", "f1"} <= set(metrics)
     # The templates are easy: 80 steps from random weights tag most entities of unseen sentences.
@@ -261,3 +262,48 @@ def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
         predicted.append([c[2] for c in columns])
     assert ner.entity_metrics(gold, predicted)["f1"] == pytest.approx(metrics["f1"])  # the file scores the same
 
+
+def write_conll(path, sentences):
+    """sentences: [[(word, tag), ...], ...] as a CoNLL file of word and tag columns."""
+    path.write_text("-DOCSTART- O\n\n" + "".join("".join(f"{word} {tag}\n" for word, tag in sentence) + "\n"
+                                                  for sentence in sentences), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("scheme", ["iob1", "iob2"])
+def test_a_type_seen_only_in_one_word_entities_fine_tunes_and_evaluates(sp_tokenizer_path, tmp_path, scheme):
+    """LOC only as single words in training (I-LOC in IOB1, B-LOC in IOB2), as multi-word entities in dev
+    (I-LOC after B-LOC in IOB2): the label set has I-LOC, and a short run trains and evaluates, a long dev
+    sentence in overlapping windows."""
+    place = "I-LOC" if scheme == "iob1" else "B-LOC"
+    person = ("I-PER", "I-PER") if scheme == "iob1" else ("B-PER", "I-PER")
+    train = [[("Ana", person[0]), ("Souza", person[1]), ("visited", "O"), ("Lisbon", place), ("today", "O")],
+             [("Rui", person[0]), ("Costa", person[1]), ("left", "O"), ("Porto", place)]] * 8
+    dev_tags = ("I-LOC", "I-LOC") if scheme == "iob1" else ("B-LOC", "I-LOC")
+    dev = [[("Ana", person[0]), ("visited", "O"), ("New", dev_tags[0]), ("York", dev_tags[1])],
+           [(word, tag) for _ in range(12) for word, tag in
+            (("Rui", person[0]), ("Costa", person[1]), ("left", "O"), ("Rio", dev_tags[0]), ("Branco", dev_tags[1]))]]
+    config = tiny_config(sp_tokenizer_path, scheme)
+    config.ner.update(train_file=str(write_conll(tmp_path / f"train.{scheme}", train)),
+                      validation_file=str(write_conll(tmp_path / f"dev.{scheme}", dev)))
+    config.train.update(num_steps=3, eval_batch_size=8)
+    task = finetune.make_task(config)
+    assert task.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    assert len(task.split("validation")[1]["input_ids"]) > 2  # the 60-word sentence takes several windows
+    results = finetune.run(config, tmp_path / "run", task=task)
+    assert {"f1", "LOC_f1", "PER_f1", "accuracy"} <= set(results["final"])
+    # Perfect predictions score 1 (IOB1 gold compared in IOB2).
+    sentences, features = task.split("validation")
+    perfect = {"tags": features["label_ids"]}
+    assert task.evaluate(perfect, "validation")["f1"] == task.evaluate(perfect, "validation")["accuracy"] == 1.0
+
+
+def test_a_type_never_seen_in_training_is_an_error_naming_the_file_and_line(sp_tokenizer_path, tmp_path):
+    config = tiny_config(sp_tokenizer_path, "iob2")
+    dev = write_conll(tmp_path / "valid.txt", [[("Ana", "B-PER"), ("sang", "O")],
+                                               [("Ana", "B-PER"), ("sang", "O"), ("Fado", "B-SONG")]])
+    config.ner.validation_file = str(dev)
+    # Line 1 -DOCSTART-, 2 blank, 3-4 the first sentence, 5 blank, 6-8 the second: Fado on line 8.
+    with pytest.raises(ValueError, match=r"valid.txt:8: tag 'B-SONG': entity type 'SONG' does not occur in the "
+                                         r"training file, whose types are \['LOC', 'MISC', 'ORG', 'PER'\]"):
+        finetune.make_task(config)

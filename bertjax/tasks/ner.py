@@ -115,6 +115,24 @@ def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[st
 
 
 # --- features -----------------------------------------------------------------------------------------------
+def label_set(sentences: list[Sentence]) -> list[str]:
+    """O, then B- and I- of every entity type the sentences hold (after IOB2 conversion), types sorted: a
+    type seen only in one-word entities still gets its I- label, which other files may use."""
+    types = sorted({tag[2:] for sentence in sentences for tag in to_iob2(sentence.tags) if tag != "O"})
+    return ["O", *(f"{prefix}-{entity_type}" for entity_type in types for prefix in ("B", "I"))]
+
+
+def check_types(sentences: list[Sentence], labels: list[str], path) -> None:
+    """Every entity type of `sentences` (read from `path`) among `labels`' (the training file's), else an
+    error naming the file, the line and the type."""
+    known = {label[2:] for label in labels if label != "O"}
+    for sentence in sentences:
+        for index, tag in enumerate(sentence.tags):
+            if tag != "O" and tag[2:] not in known:
+                raise ValueError(f"{path}:{sentence.line + index}: tag {tag!r}: entity type {tag[2:]!r} does not "
+                                 f"occur in the training file, whose types are {sorted(known)}.")
+
+
 def sentence_windows(lengths: list[int], window: int, stride: int) -> list[tuple[int, int]]:
     """Word ranges [first, last) of the windows over a sentence whose words have `lengths` sub-tokens (each
     at most `window`): as many whole words as fit in `window` tokens; the next window starts at the first
@@ -225,7 +243,7 @@ def word_tags(tag_ids: np.ndarray, features: dict[str, np.ndarray], sentences: l
 # --- the task -----------------------------------------------------------------------------------------------
 class NerTask(TaskBase):
     """CoNLL tagging for the train loop: `BertForTokenClassification` on `config.ner`'s files; the label set
-    is the training file's tags (as IOB2), O first. A row is a sentence, or one
+    is B- and I- of the training file's entity types, O first (`label_set`). A row is a sentence, or one
     window of a long one (`make_features`)."""
 
     name = "ner"
@@ -243,8 +261,10 @@ class NerTask(TaskBase):
         self.check_sequence_length(self.max_seq_length, self.model_config)
         self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
         self.check_tokenizer_fits(self.tokenizer, self.model_config)
-        tags = {tag for sentence in read_conll(config.ner.train_file) for tag in to_iob2(sentence.tags)}
-        self.labels = ["O", *sorted(tags - {"O"}, key=lambda tag: (tag[2:], tag[:2]))]
+        self.labels = label_set(read_conll(config.ner.train_file))
+        for path in (config.ner.validation_file, config.ner.test_file):  # before training, not at evaluation
+            if path:
+                check_types(read_conll(path), self.labels, path)
         self.model = heads.BertForTokenClassification(self.model_config, num_labels=len(self.labels))
         self.identity = {"task": self.name, "head": "tokens", "num_labels": len(self.labels), "labels": self.labels,
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
@@ -266,6 +286,7 @@ class NerTask(TaskBase):
             if not path:
                 raise ValueError(f"No file for split {split!r}: set config.ner.{split}_file.")
             sentences = read_conll(path)
+            check_types(sentences, self.labels, path)
             try:
                 features = make_features(sentences, self.tokenizer, self.labels, max_seq_length=self.max_seq_length,
                                          stride=self.settings.stride)
