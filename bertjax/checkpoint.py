@@ -193,14 +193,20 @@ class BestCheckpoint:
             step, args=ocp.args.Composite(record=ocp.args.JsonRestore())).record
 
     def offer(self, step: int, params: Any, metrics: dict[str, float]) -> bool:
-        """Keep `params` if `metrics[metric]` beats the best so far (written in the background)."""
+        """Keep `params` if `metrics[metric]` beats the best so far (written in the background). The best
+        step offered again (a finished run rerun with other evaluation settings evaluates its last step once
+        more) is the same parameters: its record takes the new metrics, higher or lower."""
         if self.metric not in metrics:
             raise KeyError(f"The task's selection metric {self.metric!r} is not among its metrics "
                            f"{sorted(metrics)}.")
         value = float(metrics[self.metric])
-        if self.record is not None and not value > self.record["value"]:
+        same_step = self.record is not None and self.record["step"] == step
+        if self.record is not None and not same_step and not value > self.record["value"]:
             return False
         self.record = {"step": step, "metric": self.metric, "value": value, "metrics": metrics}
+        self._manager.wait_until_finished()
+        if step in self._manager.all_steps():  # orbax refuses to write a step twice
+            self._manager.delete(step)
         self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
                                                          record=ocp.args.JsonSave(self.record)), force=True)
         return True

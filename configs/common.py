@@ -106,6 +106,8 @@ def squad_config() -> config_dict.ConfigDict:
     squad.max_answer_length = 30  # tokens in a predicted answer
     squad.n_best_size = 20  # starts and ends tried per window, and answers kept per question
     squad.null_score_diff_threshold = 0.0  # v2.0: predict null when null score - best span score exceeds it
+    # v2.0 metric: a question whose null odds exceed it scores as null (the official script's --na-prob-thresh)
+    squad.na_prob_thresh = 1.0
     return squad
 
 
@@ -114,6 +116,9 @@ def ner_config() -> config_dict.ConfigDict:
     ner.train_file = config_dict.placeholder(str)  # CoNLL-2003 format: word ... tag per line, blank between sentences
     ner.validation_file = config_dict.placeholder(str)
     ner.test_file = config_dict.placeholder(str)
+    # A sentence longer than data.max_seq_length - 2 sub-tokens is tagged in overlapping windows, each starting
+    # about this many sub-tokens after the last; None: half a window
+    ner.stride = config_dict.placeholder(int)
     return ner
 
 

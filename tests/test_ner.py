@@ -70,6 +70,11 @@ def test_iob1_gold_scores_as_its_iob2_form():
     sentences = ner.read_conll(FIXTURES / "conll-dev.iob1")
     gold = [list(s.tags) for s in sentences]
     assert ner.entity_metrics(gold, [ner.to_iob2(tags) for tags in gold])["f1"] == 1.0
+    # Token accuracy compares IOB2 with IOB2: perfect (IOB2) predictions on an IOB1 file score 1, not the
+    # share of words whose IOB1 tag happens to be its IOB2 tag (0.67 on this file).
+    perfect = ner.entity_metrics(gold, [ner.to_iob2(tags) for tags in gold])
+    assert perfect["accuracy"] == 1.0 and perfect["f1"] == 1.0
+    assert sum(g == p for tags in gold for g, p in zip(tags, ner.to_iob2(tags))) < sum(map(len, gold))
     # Adjacent entities of one type (B- in IOB1) stay two entities: merging them costs precision and recall.
     merged = ner.entity_metrics([["I-PER", "I-PER", "B-PER", "I-PER"]], [["B-PER", "I-PER", "I-PER", "I-PER"]])
     assert merged["f1"] == 0.0
@@ -105,13 +110,65 @@ def test_a_tag_unseen_in_training_is_an_error(sp_tokenizer):
         ner.make_features([sentence], sp_tokenizer, ["O", "B-PER", "I-PER"], max_seq_length=16)
 
 
-def test_words_past_max_seq_length_are_predicted_o(sp_tokenizer):
+def test_words_past_max_seq_length_are_tagged_from_further_windows(sp_tokenizer):
     sentence = ner.Sentence(("Ana", "Souza", "visited", "Kraków", "today"), ("B-PER", "I-PER", "O", "B-LOC", "O"), 1)
-    features = ner.make_features([sentence], sp_tokenizer, ["O", "B-LOC", "B-PER", "I-PER"], max_seq_length=6)
-    kept = int(np.sum(features["label_weights"]))
-    assert 0 < kept < 5 and features["attention_mask"][0].sum() <= 6
-    tags = ner.word_tags(np.full((1, 6), 2), features, [sentence], ["O", "B-LOC", "B-PER", "I-PER"])[0]
-    assert tags == ["B-PER"] * kept + ["O"] * (5 - kept)
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    features = ner.make_features([sentence], sp_tokenizer, labels, max_seq_length=6)
+    assert len(features["input_ids"]) > 1 and features["attention_mask"].sum(1).max() <= 6
+    assert ner.word_tags(features["label_ids"], features, [sentence], labels) == [list(sentence.tags)]
+
+
+def long_sentence(words: int) -> ner.Sentence:
+    """The training fixture's sentences run together into one of `words` words (IOB2; multi-word entities)."""
+    sentences = ner.read_conll(FIXTURES / "conll-train.iob2")
+    all_words = [word for sentence in sentences for word in sentence.words]
+    all_tags = [tag for sentence in sentences for tag in sentence.tags]
+    assert len(all_words) >= words
+    return ner.Sentence(tuple(all_words[:words]), tuple(all_tags[:words]), 1)
+
+
+def test_a_long_sentence_is_tagged_in_full_from_overlapping_windows(sp_tokenizer):
+    """300 words at max_seq_length 64: overlapping windows of whole words, each word predicted from the one
+    window where it has the most context (BERT's SQuAD rule), so logits right only there give the gold."""
+    labels = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    short = ner.Sentence(("Ana", "Souza", "sang"), ("B-PER", "I-PER", "O"), 1)
+    long = long_sentence(300)
+    assert sum(tag.startswith("I-") for tag in long.tags) > 10
+    sentences = [short, long, short]
+    features = ner.make_features(sentences, sp_tokenizer, labels, max_seq_length=64)
+    rows = np.flatnonzero(features["sentence"] == 1)
+    assert features["sentence"].tolist() == [0, *[1] * len(rows), 2] and len(rows) >= 6
+    lengths = features["attention_mask"].sum(1)
+    assert lengths.max() <= 64
+    counts = (features["word_positions"] >= 0).sum(1)
+    spans = [(int(features["first_word"][row]), int(features["first_word"][row] + counts[row])) for row in rows]
+    assert spans[0][0] == 0 and spans[-1][1] == 300
+    assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # consecutive windows overlap
+    owners = np.zeros(300, int)
+    for row, (first, last) in zip(rows, spans):
+        owned = np.flatnonzero(features["word_owner"][row])
+        assert np.all(owned < last - first)  # a row owns only words it holds
+        owners[first + owned] += 1
+    assert np.all(owners == 1)  # every word predicted from exactly one window
+    # The owner gives the word's first sub-token the most context: min(tokens left, right) + 0.01 x length.
+    for word in range(300):
+        scores = {}
+        for row, (first, last) in zip(rows, spans):
+            if first <= word < last:
+                position = features["word_positions"][row, word - first]
+                scores[row] = min(position - 1, lengths[row] - 2 - position) + 0.01 * (lengths[row] - 2)
+        owner = next(row for row, (first, _) in zip(rows, spans)
+                     if row in scores and features["word_owner"][row, word - first])
+        assert scores[owner] == max(scores.values())
+    # Logits right only at each word's owning window (wrong everywhere else) give the gold tags in full.
+    tag_ids = (features["label_ids"] + 1) % len(labels)
+    owned_positions = np.where(features["word_owner"], features["word_positions"], -1)
+    for row in range(len(tag_ids)):
+        positions = owned_positions[row][owned_positions[row] >= 0]
+        tag_ids[row, positions] = features["label_ids"][row, positions]
+    assert ner.word_tags(tag_ids, features, sentences, labels) == [list(s.tags) for s in sentences]
+    # Training rows: every window's words carry their labels.
+    assert all(features["label_weights"][row].sum() == counts[row] for row in rows)
 
 
 # --- feature-based tagging ----------------------------------------------------------------------------------
@@ -186,7 +243,8 @@ def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
     config = tiny_config(sp_tokenizer_path, "iob1")
     results = finetune.run(config, tmp_path / "run", predict=True)
     task = finetune.make_task(config)
-    assert task.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    # MISC occurs only as one-word entities in the training file: its I- label is there all the same.
+    assert task.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     metrics = results["best"]["metrics"]
     assert {"PER_f1", "LOC_f1", "ORG_f1", "MISC_f1", "precision", "recall", "f1"} <= set(metrics)
     # The templates are easy: 80 steps from random weights tag most entities of unseen sentences.
@@ -203,3 +261,49 @@ def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
         gold.append([c[1] for c in columns])
         predicted.append([c[2] for c in columns])
     assert ner.entity_metrics(gold, predicted)["f1"] == pytest.approx(metrics["f1"])  # the file scores the same
+
+
+def write_conll(path, sentences):
+    """sentences: [[(word, tag), ...], ...] as a CoNLL file of word and tag columns."""
+    path.write_text("-DOCSTART- O\n\n" + "".join("".join(f"{word} {tag}\n" for word, tag in sentence) + "\n"
+                                                  for sentence in sentences), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("scheme", ["iob1", "iob2"])
+def test_a_type_seen_only_in_one_word_entities_fine_tunes_and_evaluates(sp_tokenizer_path, tmp_path, scheme):
+    """LOC only as single words in training (I-LOC in IOB1, B-LOC in IOB2), as multi-word entities in dev
+    (I-LOC after B-LOC in IOB2): the label set has I-LOC, and a short run trains and evaluates, a long dev
+    sentence in overlapping windows."""
+    place = "I-LOC" if scheme == "iob1" else "B-LOC"
+    person = ("I-PER", "I-PER") if scheme == "iob1" else ("B-PER", "I-PER")
+    train = [[("Ana", person[0]), ("Souza", person[1]), ("visited", "O"), ("Lisbon", place), ("today", "O")],
+             [("Rui", person[0]), ("Costa", person[1]), ("left", "O"), ("Porto", place)]] * 8
+    dev_tags = ("I-LOC", "I-LOC") if scheme == "iob1" else ("B-LOC", "I-LOC")
+    dev = [[("Ana", person[0]), ("visited", "O"), ("New", dev_tags[0]), ("York", dev_tags[1])],
+           [(word, tag) for _ in range(12) for word, tag in
+            (("Rui", person[0]), ("Costa", person[1]), ("left", "O"), ("Rio", dev_tags[0]), ("Branco", dev_tags[1]))]]
+    config = tiny_config(sp_tokenizer_path, scheme)
+    config.ner.update(train_file=str(write_conll(tmp_path / f"train.{scheme}", train)),
+                      validation_file=str(write_conll(tmp_path / f"dev.{scheme}", dev)))
+    config.train.update(num_steps=3, eval_batch_size=8)
+    task = finetune.make_task(config)
+    assert task.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    assert len(task.split("validation")[1]["input_ids"]) > 2  # the 60-word sentence takes several windows
+    results = finetune.run(config, tmp_path / "run", task=task)
+    assert {"f1", "LOC_f1", "PER_f1", "accuracy"} <= set(results["final"])
+    # Perfect predictions score 1 (IOB1 gold compared in IOB2).
+    sentences, features = task.split("validation")
+    perfect = {"tags": features["label_ids"]}
+    assert task.evaluate(perfect, "validation")["f1"] == task.evaluate(perfect, "validation")["accuracy"] == 1.0
+
+
+def test_a_type_never_seen_in_training_is_an_error_naming_the_file_and_line(sp_tokenizer_path, tmp_path):
+    config = tiny_config(sp_tokenizer_path, "iob2")
+    dev = write_conll(tmp_path / "valid.txt", [[("Ana", "B-PER"), ("sang", "O")],
+                                               [("Ana", "B-PER"), ("sang", "O"), ("Fado", "B-SONG")]])
+    config.ner.validation_file = str(dev)
+    # Line 1 -DOCSTART-, 2 blank, 3-4 the first sentence, 5 blank, 6-8 the second: Fado on line 8.
+    with pytest.raises(ValueError, match=r"valid.txt:8: tag 'B-SONG': entity type 'SONG' does not occur in the "
+                                         r"training file, whose types are \['LOC', 'MISC', 'ORG', 'PER'\]"):
+        finetune.make_task(config)

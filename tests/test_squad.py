@@ -177,6 +177,29 @@ def test_best_null_threshold_search_by_hand():
     assert metrics["best_f1"] == pytest.approx(75.0) and metrics["best_f1_thresh"] == -2.0
 
 
+def test_na_prob_thresh_as_the_official_script_by_hand():
+    """The v2.0 script's --na-prob-thresh (default 1.0): a question whose null odds (--na-prob-file) exceed it
+    scores as predicted null, right exactly when it has no answer."""
+    examples = [squad.Example("q1", "?", "c", (("right", 0),)), squad.Example("q2", "?", "c", (("right", 0),)),
+                squad.Example("q3", "?", "c", (), True), squad.Example("q4", "?", "c", (), True)]
+    answers = {"q1": "right", "q2": "right answer", "q3": "x", "q4": "y"}
+    null_odds = {"q1": -1.0, "q2": 1.5, "q3": 2.0, "q4": 1.0}
+    # Default 1.0: q2 (1.5) and q3 (2.0) count as null; q4 (1.0, not above) keeps "y".
+    # exact: q1 1, q2 0, q3 1, q4 0 = 2/4; F1 the same (q2 null scores 0, not its 2/3).
+    metrics = squad.squad_metrics(examples, answers, null_odds, answers)
+    assert metrics["exact"] == metrics["f1"] == pytest.approx(50.0)
+    assert metrics["HasAns_exact"] == pytest.approx(50.0) and metrics["NoAns_exact"] == pytest.approx(50.0)
+    # 0.5: q4 (1.0) is null too: 3/4.
+    metrics = squad.squad_metrics(examples, answers, null_odds, answers, na_prob_thresh=0.5)
+    assert metrics["exact"] == metrics["f1"] == pytest.approx(75.0) and metrics["NoAns_exact"] == 100.0
+    # 10: nothing is null: q1 1, q2 F1 2/3 (EM 0), q3 0, q4 0; as without null odds.
+    metrics = squad.squad_metrics(examples, answers, null_odds, answers, na_prob_thresh=10.0)
+    assert metrics["exact"] == pytest.approx(25.0) and metrics["f1"] == pytest.approx(100 * (1 + 2 / 3) / 4)
+    plain = squad.squad_metrics(examples, answers)
+    assert (plain["exact"], plain["f1"]) == (metrics["exact"], metrics["f1"])
+    assert squad_config.get_config("v2").squad.na_prob_thresh == 1.0
+
+
 # --- post-processing ----------------------------------------------------------------------------------------
 def hand_features():
     """One example, context "alpha beta gamma", two windows of [CLS] q [SEP] ... [SEP] (L = 6)."""
@@ -292,3 +315,25 @@ def test_fine_tune_tiny_end_to_end(sp_tokenizer_path, tmp_path):
             (tmp_path / "train_predictions" / "nbest_predictions.json").read_text()).items()})
     all_null = 100 * np.mean([not example.answers for example in train_examples])
     assert trained["best_f1"] > all_null + 5, trained
+
+
+def test_rerunning_a_finished_run_with_another_null_threshold_re_evaluates(sp_tokenizer_path, tmp_path):
+    """The same command again with only an evaluation setting changed: the run is found complete, no
+    checkpoint is written again, and the last step is evaluated with the new threshold (the best record of
+    that step too: the same parameters)."""
+    config = tiny_config(sp_tokenizer_path, "v2.0")
+    config.train.update(num_steps=3, eval_batch_size=48)
+    config.squad.update(null_score_diff_threshold=1e6, na_prob_thresh=1e6)  # every question answered
+    first = finetune.run(config, tmp_path / "run")
+    assert first["final"]["NoAns_exact"] == 0.0
+    written = (tmp_path / "run" / "checkpoints" / "3").stat().st_mtime_ns
+    config = tiny_config(sp_tokenizer_path, "v2.0")
+    config.train.update(num_steps=3, eval_batch_size=48)
+    config.squad.null_score_diff_threshold = -1e6  # every question null
+    second = finetune.run(config, tmp_path / "run")
+    assert second["final"]["NoAns_exact"] == 100.0 and second["final"]["HasAns_exact"] == 0.0
+    assert second["final"]["exact"] == pytest.approx(100 * 16 / 48)
+    assert second["best"]["step"] == 3 and second["best"]["metrics"] == second["final"]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["final"] == second["final"]
+    assert sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir()) == ["3"]
+    assert (tmp_path / "run" / "checkpoints" / "3").stat().st_mtime_ns == written

@@ -2,7 +2,9 @@
 
     CoNLL file ─ sentences of (word, tag) (tags in IOB1 or IOB2, trained and predicted as IOB2)
       ─ [CLS] sub-tokens of each word [SEP]; the label sits on each word's first sub-token, the others and
-        the specials weigh 0 in the loss ─ a label at every position ─ back to one tag per word
+        the specials weigh 0 in the loss; a sentence too long for one row is split into overlapping windows
+      ─ a label at every position ─ back to one tag per word (a long sentence's word from the window that
+        gives it the most context)
     ─ entity-level precision, recall and F1 per type and overall (seqeval's default mode, as conlleval)
 
 Also the feature-based use of BERT (as ELMo): a frozen encoder's layers combined and fed to a small trainable
@@ -94,7 +96,8 @@ def to_iob2(tags) -> list[str]:
 
 def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
     """Entity-level precision, recall and F1 overall (micro) and per type (`{TYPE}_f1`...), in [0, 1]; an
-    entity counts only if its type and both boundaries match. seqeval's default mode, like conlleval."""
+    entity counts only if its type and both boundaries match. seqeval's default mode, like conlleval.
+    `accuracy`: the share of words whose predicted tag equals the gold tag in IOB2 (gold may be IOB1)."""
     report = classification_report(gold, predicted, output_dict=True, zero_division=0)
     overall = report.pop("micro avg")
     metrics = {"precision": float(overall["precision"]), "recall": float(overall["recall"]),
@@ -105,67 +108,143 @@ def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[st
                             f"{entity_type}_recall": float(scores["recall"]),
                             f"{entity_type}_f1": float(scores["f1-score"])})
     words = sum(len(tags) for tags in gold)
+    # Predictions are IOB2: an IOB1 gold file is compared in its IOB2 form (the same entities, other tags).
+    gold = [to_iob2(tags) for tags in gold]
     metrics["accuracy"] = sum(g == p for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)) / max(words, 1)
     return metrics
 
 
 # --- features -----------------------------------------------------------------------------------------------
+def label_set(sentences: list[Sentence]) -> list[str]:
+    """O, then B- and I- of every entity type the sentences hold (after IOB2 conversion), types sorted: a
+    type seen only in one-word entities still gets its I- label, which other files may use."""
+    types = sorted({tag[2:] for sentence in sentences for tag in to_iob2(sentence.tags) if tag != "O"})
+    return ["O", *(f"{prefix}-{entity_type}" for entity_type in types for prefix in ("B", "I"))]
+
+
+def check_types(sentences: list[Sentence], labels: list[str], path) -> None:
+    """Every entity type of `sentences` (read from `path`) among `labels`' (the training file's), else an
+    error naming the file, the line and the type."""
+    known = {label[2:] for label in labels if label != "O"}
+    for sentence in sentences:
+        for index, tag in enumerate(sentence.tags):
+            if tag != "O" and tag[2:] not in known:
+                raise ValueError(f"{path}:{sentence.line + index}: tag {tag!r}: entity type {tag[2:]!r} does not "
+                                 f"occur in the training file, whose types are {sorted(known)}.")
+
+
+def sentence_windows(lengths: list[int], window: int, stride: int) -> list[tuple[int, int]]:
+    """Word ranges [first, last) of the windows over a sentence whose words have `lengths` sub-tokens (each
+    at most `window`): as many whole words as fit in `window` tokens; the next window starts at the first
+    word at least `stride` tokens after this one's start (at least one word on, at most at this one's end),
+    until one reaches the last word. One window when the sentence fits."""
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    windows, first = [], 0
+    while True:
+        last = int(np.searchsorted(starts, starts[first] + window, side="right")) - 1  # words first..last-1 fit
+        last = min(max(last, first + 1), len(lengths))
+        windows.append((first, last))
+        if last == len(lengths):
+            return windows
+        following = int(np.searchsorted(starts, starts[first] + stride, side="left"))
+        first = min(max(following, first + 1), last)
+
+
+def max_context_owners(lengths: list[int], windows: list[tuple[int, int]]) -> np.ndarray:
+    """(words,) for each word, the window that gives its first sub-token the most context: BERT's SQuAD rule,
+    the largest min(tokens left, tokens right) in the window + 0.01 x the window's length (the first such
+    window wins ties)."""
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    best, owners = np.full(len(lengths), -np.inf), np.zeros(len(lengths), np.int64)
+    for number, (first, last) in enumerate(windows):
+        begin, end = starts[first], starts[last]  # the window's tokens [begin, end)
+        words = np.arange(first, last)
+        score = np.minimum(starts[words] - begin, end - 1 - starts[words]) + 0.01 * (end - begin)
+        better = score > best[words]
+        best[words[better]], owners[words[better]] = score[better], number
+    return owners
+
+
 def make_features(sentences: list[Sentence], tok: tokenizer.Tokenizer, labels: list[str], *,
-                  max_seq_length: int) -> dict[str, np.ndarray]:
-    """[CLS] sub-tokens [SEP] rows, the label on each word's first sub-token.
+                  max_seq_length: int, stride: int | None = None) -> dict[str, np.ndarray]:
+    """[CLS] sub-tokens [SEP] rows, the label on each word's first sub-token. A sentence of more than
+    `max_seq_length - 2` sub-tokens is split into overlapping windows of whole words, the next starting about
+    `stride` sub-tokens (default: half a window) after the last (`sentence_windows`); every window is a row
+    (trained on all its words), and each word is predicted from the window that gives it the most context
+    (`max_context_owners`). A word of more sub-tokens than a window keeps the first ones.
 
     Keys: input_ids, segment_ids, attention_mask, label_ids (N, L), label_weights (N, L) 1 at each word's
-    first sub-token, word_positions (N, L) the position of word i's first sub-token at [:, i] (-1 past the
-    sentence, or for words cut off by `max_seq_length`). Every word gives at least one token.
+    first sub-token; sentence (N,) the row's sentence and first_word (N,) its first word's index there;
+    word_positions (N, L) the position of the row's j-th word's first sub-token at [:, j] (-1 past its words);
+    word_owner (N, L) whether the row is where its j-th word is predicted. Every word gives at least one token.
     """
+    window = max_seq_length - 2
+    if window < 1:
+        raise ValueError(f"max_seq_length={max_seq_length} leaves no room for a word between [CLS] and [SEP].")
+    stride = max(1, window // 2 if stride is None else min(stride, window))
     label_index = {label: index for index, label in enumerate(labels)}
     pieces = tok.encode_batch([word for sentence in sentences for word in sentence.words])
-    arrays = {name: np.zeros((len(sentences), max_seq_length), np.int32)
-              for name in ("input_ids", "segment_ids", "attention_mask", "label_ids")}
-    arrays["label_weights"] = np.zeros((len(sentences), max_seq_length), np.float32)
-    arrays["word_positions"] = np.full((len(sentences), max_seq_length), -1, np.int32)
-    cursor, truncated = 0, 0
-    for row, sentence in enumerate(sentences):
-        ids = [tok.cls_id]
-        for index, tag in enumerate(to_iob2(sentence.tags)):
-            word_pieces = pieces[cursor + index] or [tok.unk_id]
-            if len(ids) + len(word_pieces) > max_seq_length - 1:
-                truncated += 1
-                break
+    rows, cursor, windowed, windowed_rows = [], 0, 0, 0
+    for number, sentence in enumerate(sentences):
+        tags = to_iob2(sentence.tags)
+        for index, tag in enumerate(tags):
             if tag not in label_index:
                 raise ValueError(f"Sentence at line {sentence.line}: tag {tag!r} is not among the training "
-                                 f"file's labels {labels}.")
-            if index < max_seq_length:
-                arrays["word_positions"][row, index] = len(ids)
-            arrays["label_ids"][row, len(ids)] = label_index[tag]
-            arrays["label_weights"][row, len(ids)] = 1.0
-            ids.extend(word_pieces)
+                                 f"file's labels {labels} (word {index + 1}, line {sentence.line + index}).")
+        word_pieces = [(pieces[cursor + index] or [tok.unk_id])[:window] for index in range(len(sentence.words))]
         cursor += len(sentence.words)
+        lengths = [len(p) for p in word_pieces]
+        windows = sentence_windows(lengths, window, stride)
+        windowed += len(windows) > 1
+        windowed_rows += len(windows) if len(windows) > 1 else 0
+        owners = max_context_owners(lengths, windows)
+        for window_number, (first, last) in enumerate(windows):
+            rows.append((number, first, last, owners[first:last] == window_number, word_pieces, tags))
+    arrays = {name: np.zeros((len(rows), max_seq_length), np.int32)
+              for name in ("input_ids", "segment_ids", "attention_mask", "label_ids")}
+    arrays["label_weights"] = np.zeros((len(rows), max_seq_length), np.float32)
+    arrays["word_positions"] = np.full((len(rows), max_seq_length), -1, np.int32)
+    arrays["word_owner"] = np.zeros((len(rows), max_seq_length), bool)
+    arrays["sentence"] = np.zeros(len(rows), np.int32)
+    arrays["first_word"] = np.zeros(len(rows), np.int32)
+    for row, (number, first, last, owned, word_pieces, tags) in enumerate(rows):
+        ids = [tok.cls_id]
+        for j, index in enumerate(range(first, last)):
+            arrays["word_positions"][row, j] = len(ids)
+            arrays["label_ids"][row, len(ids)] = label_index[tags[index]]
+            arrays["label_weights"][row, len(ids)] = 1.0
+            ids.extend(word_pieces[index])
         ids.append(tok.sep_id)
         arrays["input_ids"][row, :len(ids)] = ids
         arrays["attention_mask"][row, :len(ids)] = 1
-    if truncated:
-        logging.warning("%d of %d sentences are longer than max_seq_length=%d tokens; their last words are "
-                        "predicted O.", truncated, len(sentences), max_seq_length)
+        arrays["word_owner"][row, :last - first] = owned
+        arrays["sentence"][row], arrays["first_word"][row] = number, first
+    if windowed:
+        logging.info("%d of %d sentences are longer than max_seq_length=%d tokens: split into %d overlapping "
+                     "windows in all.", windowed, len(sentences), max_seq_length, windowed_rows)
     return arrays
 
 
 def word_tags(tag_ids: np.ndarray, features: dict[str, np.ndarray], sentences: list[Sentence],
               labels: list[str]) -> list[list[str]]:
-    """(N, L) predicted label ids at every position -> one tag per word (its first sub-token's; O for a word
-    that did not fit)."""
-    predicted = []
-    for row, sentence in enumerate(sentences):
-        positions = features["word_positions"][row, :len(sentence.words)]
-        tags = [labels[tag_ids[row, position]] if position >= 0 else "O" for position in positions]
-        predicted.append(tags + ["O"] * (len(sentence.words) - len(tags)))
+    """(N, L) predicted label ids at every position of `features`' rows -> one tag per word of `sentences`,
+    each from the row that owns it (its first sub-token's)."""
+    predicted = [[None] * len(sentence.words) for sentence in sentences]
+    for row in range(len(features["sentence"])):
+        tags, first = predicted[features["sentence"][row]], features["first_word"][row]
+        for j in np.flatnonzero(features["word_owner"][row]):
+            tags[first + j] = labels[tag_ids[row, features["word_positions"][row, j]]]
+    missing = sum(tag is None for tags in predicted for tag in tags)
+    if missing:
+        raise ValueError(f"{missing} words have no row that predicts them: features of other sentences?")
     return predicted
 
 
 # --- the task -----------------------------------------------------------------------------------------------
 class NerTask(TaskBase):
     """CoNLL tagging for the train loop: `BertForTokenClassification` on `config.ner`'s files; the label set
-    is the training file's tags (as IOB2), O first."""
+    is B- and I- of the training file's entity types, O first (`label_set`). A row is a sentence, or one
+    window of a long one (`make_features`)."""
 
     name = "ner"
     metric = "f1"
@@ -182,8 +261,10 @@ class NerTask(TaskBase):
         self.check_sequence_length(self.max_seq_length, self.model_config)
         self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
         self.check_tokenizer_fits(self.tokenizer, self.model_config)
-        tags = {tag for sentence in read_conll(config.ner.train_file) for tag in to_iob2(sentence.tags)}
-        self.labels = ["O", *sorted(tags - {"O"}, key=lambda tag: (tag[2:], tag[:2]))]
+        self.labels = label_set(read_conll(config.ner.train_file))
+        for path in (config.ner.validation_file, config.ner.test_file):  # before training, not at evaluation
+            if path:
+                check_types(read_conll(path), self.labels, path)
         self.model = heads.BertForTokenClassification(self.model_config, num_labels=len(self.labels))
         self.identity = {"task": self.name, "head": "tokens", "num_labels": len(self.labels), "labels": self.labels,
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
@@ -195,7 +276,8 @@ class NerTask(TaskBase):
         return ("test",) if self.settings.test_file else ("validation",)
 
     def num_train_examples(self) -> int:
-        return len(self.split("train")[0])
+        """Training rows: sentences, and a long sentence's windows."""
+        return len(self.split("train")[1]["input_ids"])
 
     def split(self, split: str) -> tuple[list[Sentence], dict[str, np.ndarray]]:
         if split not in self._splits:
@@ -204,8 +286,10 @@ class NerTask(TaskBase):
             if not path:
                 raise ValueError(f"No file for split {split!r}: set config.ner.{split}_file.")
             sentences = read_conll(path)
+            check_types(sentences, self.labels, path)
             try:
-                features = make_features(sentences, self.tokenizer, self.labels, max_seq_length=self.max_seq_length)
+                features = make_features(sentences, self.tokenizer, self.labels, max_seq_length=self.max_seq_length,
+                                         stride=self.settings.stride)
             except ValueError as error:
                 raise ValueError(f"{path}: {error}") from None
             self._splits[split] = sentences, features
@@ -245,9 +329,9 @@ class NerTask(TaskBase):
     # --- evaluation -----------------------------------------------------------------------------------------
     def _word_tags(self, predictions, split):
         sentences, features = self.split(split)
-        if len(predictions["tags"]) != len(sentences):
-            raise ValueError(f"{len(predictions['tags'])} rows of predictions for the {len(sentences)} sentences "
-                             f"of split {split!r}.")
+        if len(predictions["tags"]) != len(features["input_ids"]):
+            raise ValueError(f"{len(predictions['tags'])} rows of predictions for the {len(features['input_ids'])} "
+                             f"rows of split {split!r}.")
         return sentences, word_tags(np.asarray(predictions["tags"]), features, sentences, self.labels)
 
     def evaluate(self, predictions: dict[str, np.ndarray], split: str) -> dict[str, float]:

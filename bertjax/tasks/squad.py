@@ -114,12 +114,19 @@ def _best_threshold(scores: dict[str, float], null_odds: dict[str, float], has_a
 
 
 def squad_metrics(examples: list[Example], predictions: dict[str, str],
-                  null_odds: dict[str, float] | None = None, answers_if_not_null: dict[str, str] | None = None):
+                  null_odds: dict[str, float] | None = None, answers_if_not_null: dict[str, str] | None = None,
+                  na_prob_thresh: float = 1.0):
     """Exact match and F1 in percent, each the max over gold answers, as the official scripts compute them.
-    With some unanswerable questions: HasAns_/NoAns_ splits too. With `null_odds` (and, for the search,
-    every question's best non-null answer in `answers_if_not_null`): the best threshold on these examples."""
+    With some unanswerable questions: HasAns_/NoAns_ splits too. With `null_odds` (what the v2.0 script
+    reads with --na-prob-file; and, for the search, every question's best non-null answer in
+    `answers_if_not_null`): a question whose null odds exceed `na_prob_thresh` (the script's
+    --na-prob-thresh, default 1.0) counts as predicted null, and the best threshold on these examples."""
     exact, f1 = {}, {}
     for example in examples:
+        if null_odds is not None and null_odds.get(example.qid, 0.0) > na_prob_thresh:
+            # The official script's apply_no_ans_threshold: right exactly when the question has no answer.
+            exact[example.qid] = f1[example.qid] = float(not example.answers)
+            continue
         prediction = predictions.get(example.qid, "")
         exact[example.qid] = max(exact_match(prediction, gold) for gold in gold_answers(example))
         f1[example.qid] = max(f1_score(prediction, gold) for gold in gold_answers(example))
@@ -373,7 +380,7 @@ class SquadTask(TaskBase):
         examples, (answers, null_odds, best_answers, _) = self._postprocess(predictions, split)
         if not self.settings.version_2:
             return squad_metrics(examples, answers)
-        return squad_metrics(examples, answers, null_odds, best_answers)
+        return squad_metrics(examples, answers, null_odds, best_answers, na_prob_thresh=self.settings.na_prob_thresh)
 
     def write_predictions(self, predictions, split: str, directory) -> list[pathlib.Path]:
         """`predictions.json` (question id -> answer text) and, for v2.0, `null_odds.json` (question id ->
