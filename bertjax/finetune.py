@@ -145,6 +145,7 @@ def evaluate_only(config, workdir: str | pathlib.Path, checkpoint_path: str | pa
     step_dir = runs.step_directory(path) if runs.run_directory(path) is not None else path
     results = {"checkpoint": str(step_dir), "task": task.name, "metric": task.metric, "metrics": metrics}
     if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
         files.write_json(workdir / "evaluation.json", results)
     return results
 

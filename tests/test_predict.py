@@ -215,3 +215,29 @@ def test_span_answers_are_the_contexts_characters_and_the_tasks_predictions(span
         assert answer["answer"] == example.context[answer["start"]:answer["end"]]
         assert answer["answer"] == expected[example.qid]
         assert isinstance(answer["score"], float)
+
+
+@pytest.mark.slow
+def test_an_exported_hf_folder_predicts_and_evaluates_as_the_run(classification_run, tmp_path):
+    from bertjax import interop
+
+    workdir, config, results = classification_run
+    interop.export_hf(workdir / "best", tmp_path / "hf")
+    texts = ["a fine and moving film", "dull, dull, dull"]
+    from_run, from_hf = bertjax.load(workdir).classify(texts), bertjax.load(tmp_path / "hf").classify(texts)
+    assert [row["label"] for row in from_hf] == [row["label"] for row in from_run]
+    for hf_row, run_row in zip(from_hf, from_run):
+        assert hf_row["probabilities"] == pytest.approx(run_row["probabilities"], rel=1e-4)
+    evaluated = finetune.evaluate_only(copy.deepcopy(config), tmp_path / "evaluation", tmp_path / "hf")
+    for name, value in results["final"].items():
+        assert evaluated["metrics"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_a_v2_null_answer_is_empty(span_run):
+    workdir, config = span_run
+    predictor = bertjax.load(workdir)
+    predictor.squad.update(version_2=True, null_score_diff_threshold=-1e12)  # every question null
+    [answer] = predictor.answer(["What?"], ["Nothing here answers it."])
+    assert answer["answer"] == "" and answer["start"] is None and answer["end"] is None
+    assert "null_odds" in answer
