@@ -26,8 +26,8 @@ def make_predictor(head: str, tok, labels: list[str], max_seq_length: int, batch
     config = BertConfig.from_variant("tiny", vocab_size=tok.vocab_size, max_position_embeddings=max_seq_length)
     model = convert.head_model(config, head, len(labels))
     params = nn.meta.unbox(model.init(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))["params"])
-    return predictors.Predictor(config, head, params, tok, labels=labels,
-                                problem_type="single_label_classification" if head == "sequence_classification" else None,
+    kind = "single_label_classification" if head == "sequence_classification" else None
+    return predictors.Predictor(config, head, params, tok, labels=labels, problem_type=kind,
                                 max_seq_length=max_seq_length, batch_size=batch_size)
 
 

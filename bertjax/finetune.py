@@ -127,7 +127,8 @@ def evaluation_checkpoint(workdir: pathlib.Path, checkpoint_path: str | pathlib.
 
 
 def evaluate_only(config, workdir: str | pathlib.Path, checkpoint_path: str | pathlib.Path | None = None) -> dict:
-    """Score one checkpoint (see `evaluation_checkpoint`) on the task's evaluation splits without training;
+    """Score one checkpoint (see `evaluation_checkpoint`) on the task's evaluation splits (and its test splits
+    that have labels, their metrics prefixed `test/`) without training;
     returns (and writes to WORKDIR/evaluation.json) {"checkpoint", "task", "metrics"}. The model and tokenizer
     are the checkpoint's own (a bertjax run's config.json, or the HF folder's); the config names the task."""
     workdir = pathlib.Path(workdir)
@@ -140,8 +141,11 @@ def evaluate_only(config, workdir: str | pathlib.Path, checkpoint_path: str | pa
     mesh = sharding.make_mesh(config.mesh)
     with sharding.activate(mesh, config.mesh.rules):
         params, shardings = _load_onto_mesh(config, task, path, mesh)
-        metrics, _ = train.evaluate(task, train.compile_evaluation(task, shardings, mesh), params, mesh,
-                                    batch_size=config.train.eval_batch_size // jax.process_count())
+        evaluate = functools.partial(train.evaluate, task, train.compile_evaluation(task, shardings, mesh), params,
+                                     mesh, batch_size=config.train.eval_batch_size // jax.process_count())
+        metrics, _ = evaluate()  # named as training's evaluations name them
+        for split in task.labelled_test_splits:
+            metrics.update({f"{split}/{name}": value for name, value in evaluate(splits=(split,))[0].items()})
     step_dir = runs.step_directory(path) if runs.run_directory(path) is not None else path
     results = {"checkpoint": str(step_dir), "task": task.name, "metric": task.metric, "metrics": metrics}
     if jax.process_index() == 0:

@@ -237,7 +237,8 @@ def _word_windows(word_pieces: list[list[int]], capacity: int) -> Iterator[tuple
 def _tagged(text: str, spans: list[tuple[int, int]], tags: list[str]) -> dict:
     """Words with their tags and offsets, and the entities of the IOB2 tags (an I- tag after O or another
     type starts an entity, as `ner.to_iob2` reads it)."""
-    words = [{"word": text[start:end], "tag": tag, "start": start, "end": end} for (start, end), tag in zip(spans, tags)]
+    words = [{"word": text[start:end], "tag": tag, "start": start, "end": end}
+             for (start, end), tag in zip(spans, tags)]
     entities = []
     for (start, end), tag in zip(spans, tags):
         kind = tag[2:] if tag != "O" else None

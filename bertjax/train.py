@@ -193,11 +193,14 @@ def split_loss(predictions: dict) -> float:
     return predictions["loss_sum"] / max(predictions["loss_weight"], 1e-8)
 
 
-def evaluate(task, evaluate_step, params, mesh, *, batch_size: int) -> tuple[dict[str, float], int]:
+def evaluate(task, evaluate_step, params, mesh, *, batch_size: int,
+             splits: tuple[str, ...] | None = None) -> tuple[dict[str, float], int]:
     """Metrics over the whole of each evaluation split, and the number of real tokens this process read;
-    a predictive task's include `loss`, the split's loss weighted as in training. With several splits (MNLI's matched and mismatched) metric names are prefixed with the split's."""
+    a predictive task's include `loss`, the split's loss weighted as in training. With several splits
+    (MNLI's matched and mismatched) metric names are prefixed with the split's.
+    `splits`: a predictive task's splits to score instead of its `eval_splits`."""
     if is_predictive(task):
-        splits = task.eval_splits
+        splits = task.eval_splits if splits is None else splits
         metrics, tokens = {}, 0
         for split in splits:
             predictions, split_tokens = predict(task, evaluate_step, params, mesh, split, batch_size=batch_size)

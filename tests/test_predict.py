@@ -241,3 +241,14 @@ def test_a_v2_null_answer_is_empty(span_run):
     [answer] = predictor.answer(["What?"], ["Nothing here answers it."])
     assert answer["answer"] == "" and answer["start"] is None and answer["end"] is None
     assert "null_odds" in answer
+
+
+@pytest.mark.slow
+def test_evaluate_only_scores_a_labelled_test_split_too(tagging_run, tmp_path):
+    workdir, config = tagging_run
+    config = copy.deepcopy(config)
+    config.ner.test_file = config.ner.validation_file  # the same sentences: the same scores
+    evaluated = finetune.evaluate_only(config, workdir)["metrics"]
+    assert {"loss", "f1", "test/loss", "test/f1"} <= set(evaluated)
+    for name in ("loss", "f1", "precision", "accuracy"):
+        assert evaluated[f"test/{name}"] == pytest.approx(evaluated[name]), name

@@ -18,8 +18,9 @@ WORKDIR gets results.json (the best and the final dev metrics), best/ (the best 
 (with --seeds, once per seed, WORKDIR/scratch/seed_N, summarised in summary.json's `scratch_metrics`).
 Running the same command again resumes.
 --evaluate_only scores WORKDIR's best parameters (else its latest checkpoint, else train.init_checkpoint, an HF
-folder with the task's head, say; --checkpoint names another) on the dev splits, without training, and writes
-WORKDIR/evaluation.json. Every evaluation reports the split's loss beside the task's metrics.
+folder with the task's head, say; --checkpoint names another) on the dev splits (and test splits with labels,
+CoNLL's, as test/...) without training, and writes WORKDIR/evaluation.json. Every evaluation reports the
+split's loss beside the task's metrics.
 """
 
 import pathlib
