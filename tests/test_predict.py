@@ -252,3 +252,36 @@ def test_evaluate_only_scores_a_labelled_test_split_too(tagging_run, tmp_path):
     assert {"loss", "f1", "test/loss", "test/f1"} <= set(evaluated)
     for name in ("loss", "f1", "precision", "accuracy"):
         assert evaluated[f"test/{name}"] == pytest.approx(evaluated[name]), name
+
+
+def test_logits_become_labels_by_problem_type(sp_tokenizer):
+    from bertjax.model import BertConfig
+
+    def predictor(kind, labels):
+        return predictors.Predictor(BertConfig.from_variant("tiny", vocab_size=4000), "sequence_classification",
+                                    None, sp_tokenizer, labels=labels, problem_type=kind, max_seq_length=32)
+
+    multi_label = predictor("multi_label_classification", ["toxic", "spam", "news"])
+    multi = multi_label.classification(np.array([2.0, -1.0, 0.1]))
+    assert multi["labels"] == ["toxic", "news"]  # sigmoid above 0.5
+    assert multi["probabilities"] == pytest.approx({"toxic": 1 / (1 + np.exp(-2.0)), "spam": 1 / (1 + np.exp(1.0)),
+                                                    "news": 1 / (1 + np.exp(-0.1))})
+    assert predictor("regression", None).classification(np.array([3.25])) == {"score": 3.25}
+    single = predictor("single_label_classification", ["no", "yes"]).classification(np.array([0.0, np.log(3.0)]))
+    assert single["label"] == "yes" and single["probability"] == pytest.approx(0.75)
+    assert single["probabilities"] == pytest.approx({"no": 0.25, "yes": 0.75})
+
+
+@pytest.mark.slow
+def test_the_tool_answers_questions_from_json_lines(span_run, tmp_path):
+    workdir, config = span_run
+    examples = squad.read_squad(config.squad.validation_file)[:6]
+    source = tmp_path / "questions.jsonl"
+    source.write_text("".join(json.dumps({"q": e.question, "context": e.context}) + "\n" for e in examples))
+    subprocess.run([sys.executable, "tools/predict.py", f"--checkpoint={workdir}", f"--input={source}",
+                    "--question_column=q", f"--output_dir={tmp_path / 'out'}"], check=True, cwd=ROOT,
+                   capture_output=True)
+    lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    expected = bertjax.load(workdir).answer([e.question for e in examples], [e.context for e in examples])
+    assert [line["answer"] for line in lines] == [answer["answer"] for answer in expected]
+    assert [(line["start"], line["end"]) for line in lines] == [(a["start"], a["end"]) for a in expected]
