@@ -285,3 +285,17 @@ def test_the_tool_answers_questions_from_json_lines(span_run, tmp_path):
     expected = bertjax.load(workdir).answer([e.question for e in examples], [e.context for e in examples])
     assert [line["answer"] for line in lines] == [answer["answer"] for answer in expected]
     assert [(line["start"], line["end"]) for line in lines] == [(a["start"], a["end"]) for a in expected]
+
+
+@pytest.mark.slow
+def test_the_finetune_tool_evaluates_only(classification_run):
+    workdir, config, results = classification_run
+    overrides = [f"--config.finetune.data_dir={config.finetune.data_dir}", "--config.train.eval_batch_size=8",
+                 f"--config.data.tokenizer={config.data.tokenizer}", "--config.data.max_seq_length=32"]
+    done = subprocess.run([sys.executable, "tools/finetune.py", "--config=configs/glue.py:task=sst2",
+                           f"--workdir={workdir}", "--evaluate_only", *overrides], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert "evaluation.json" in done.stdout and "loss" in done.stdout
+    written = json.loads((workdir / "evaluation.json").read_text())["metrics"]
+    assert written == pytest.approx(results["final"], rel=1e-6, abs=1e-7)
