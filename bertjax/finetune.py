@@ -3,6 +3,7 @@ loop, the best checkpoint's dev metrics, test predictions, several seeds, and th
 
     WORKDIR/config.json, checkpoints/, best/STEP/   the run (see bertjax.train) and its best parameters
     WORKDIR/results.json                            dev metrics: the best evaluation's and the final one's
+    WORKDIR/evaluation.json                         `evaluate_only`: one checkpoint's metrics, without training
     WORKDIR/predictions/                            --predict: test predictions (GLUE: SST-2.tsv, MNLI-m.tsv, ...)
     WORKDIR/scratch/                                `run_and_compare`: the same model trained from random
                                                     initialisation on the same budget; comparison.json
@@ -85,12 +86,8 @@ def predict_and_write(config, task, params_path: pathlib.Path, directory: pathli
     splits) and write the task's prediction files."""
     mesh = sharding.make_mesh(config.mesh)
     batch_size = config.train.eval_batch_size // jax.process_count()
-    example = task.example_batch(batch_size)
     with sharding.activate(mesh, config.mesh.rules):
-        boxed = jax.eval_shape(functools.partial(task.init_params, jax.random.PRNGKey(0), example, boxed=True))
-        shardings = sharding.param_shardings(boxed, mesh, config.mesh.rules)
-        abstract = jax.eval_shape(functools.partial(task.init_params, jax.random.PRNGKey(0), example))
-        params = jax.device_put(runs.load_params(params_path, abstract), shardings)
+        params, shardings = _load_onto_mesh(config, task, params_path, mesh)
         predict_fn = train.compile_evaluation(task, shardings, mesh)
         written = []
         for split in task.test_splits if splits is None else splits:
@@ -98,6 +95,69 @@ def predict_and_write(config, task, params_path: pathlib.Path, directory: pathli
             if jax.process_index() == 0:
                 written += task.write_predictions(predictions, split, directory)
     return written
+
+
+def _load_onto_mesh(config, task, params_path, mesh):
+    """The task model's parameters from `params_path` (a run's checkpoint or an HF folder holding every
+    parameter, the head's too), sharded over `mesh`; and their shardings."""
+    example = task.example_batch(config.train.eval_batch_size // jax.process_count())
+    boxed = jax.eval_shape(functools.partial(task.init_params, jax.random.PRNGKey(0), example, boxed=True))
+    shardings = sharding.param_shardings(boxed, mesh, config.mesh.rules)
+    abstract = jax.eval_shape(functools.partial(task.init_params, jax.random.PRNGKey(0), example))
+    return jax.device_put(runs.load_params(params_path, abstract), shardings), shardings
+
+
+def _check_identity(task, path: pathlib.Path) -> None:
+    """A run's checkpoint made for another task (other labels, another tokenizer) is refused, naming the key."""
+    if runs.run_directory(path) is None:
+        return  # an HF folder: its shapes are checked when loading
+    record = runs.open_run(path).record
+    for key, value in task.identity.items():
+        if key in record and record[key] != value:
+            raise ValueError(f"{path} was written with {key}={record[key]!r}; this config's task has {value!r}. "
+                             "Evaluate it with the config it was trained with.")
+
+
+def evaluation_checkpoint(workdir: pathlib.Path, checkpoint_path: str | pathlib.Path | None, config) -> pathlib.Path:
+    """What `evaluate_only` scores: `checkpoint_path` when given, else WORKDIR's best parameters, else its
+    latest checkpoint, else `train.init_checkpoint` (an HF folder with the task's head, say)."""
+    if checkpoint_path:
+        return pathlib.Path(checkpoint_path)
+    for candidate in (workdir / "best", workdir / "checkpoints"):
+        if candidate.is_dir() and any(child.name.isdigit() for child in candidate.iterdir()):
+            return candidate
+    if config.train.init_checkpoint:
+        return pathlib.Path(config.train.init_checkpoint)
+    raise FileNotFoundError(f"Nothing to evaluate: {workdir} has no best/ or checkpoints/, and neither "
+                            "--checkpoint nor train.init_checkpoint names one.")
+
+
+def evaluate_only(config, workdir: str | pathlib.Path, checkpoint_path: str | pathlib.Path | None = None) -> dict:
+    """Score one checkpoint (see `evaluation_checkpoint`) on the task's evaluation splits (and its test splits
+    that have labels, their metrics prefixed `test/`) without training;
+    returns (and writes to WORKDIR/evaluation.json) {"checkpoint", "task", "metrics"}. The model and tokenizer
+    are the checkpoint's own (a bertjax run's config.json, or the HF folder's); the config names the task."""
+    workdir = pathlib.Path(workdir)
+    path = evaluation_checkpoint(workdir, checkpoint_path, config)
+    config = copy.deepcopy(config)
+    config.train.init_checkpoint = str(path)  # the model config and tokenizer are the evaluated checkpoint's
+    resolve_from_checkpoint(config)
+    task = make_task(config)
+    _check_identity(task, path)
+    mesh = sharding.make_mesh(config.mesh)
+    with sharding.activate(mesh, config.mesh.rules):
+        params, shardings = _load_onto_mesh(config, task, path, mesh)
+        evaluate = functools.partial(train.evaluate, task, train.compile_evaluation(task, shardings, mesh), params,
+                                     mesh, batch_size=config.train.eval_batch_size // jax.process_count())
+        metrics, _ = evaluate()  # named as training's evaluations name them
+        for split in task.labelled_test_splits:
+            metrics.update({f"{split}/{name}": value for name, value in evaluate(splits=(split,))[0].items()})
+    step_dir = runs.step_directory(path) if runs.run_directory(path) is not None else path
+    results = {"checkpoint": str(step_dir), "task": task.name, "metric": task.metric, "metrics": metrics}
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        files.write_json(workdir / "evaluation.json", results)
+    return results
 
 
 def run(config, workdir: str | pathlib.Path, *, predict: bool = False, task=None) -> dict:

@@ -87,10 +87,18 @@ def eval_step(params, batch, *, task) -> dict:
     return task.loss(params, batch, None)[1]
 
 
+# Outputs of `predict_step` that are batch totals, added up over a split instead of gathered row by row.
+_SPLIT_TOTALS = ("loss_sum", "loss_weight")
+
+
 def predict_step(params, batch, *, task: PredictiveTask) -> dict:
-    """A fine-tuning task's per-row outputs (no dropout), with each row's example index and weight."""
+    """A fine-tuning task's per-row outputs (no dropout), with each row's example index and weight, and the
+    batch's loss as training weighs it: `loss_sum` = the loss times its normalizer, `loss_weight` the
+    normalizer (padding rows weigh nothing), so that a split's loss is the ratio of their totals."""
+    loss, _ = task.loss(params, batch, None)
+    weight = sum(jnp.asarray(value, jnp.float32) for value in task.normalizers(batch).values())
     return {**task.predict(params, batch), "example_index": batch["example_index"],
-            "example_weight": batch["example_weight"]}
+            "example_weight": batch["example_weight"], "loss_sum": loss * weight, "loss_weight": weight}
 
 
 def compile_evaluation(task: Task, params_shardings=None, mesh=None):
@@ -160,11 +168,14 @@ def _split_batches(task, split: str, batch_size: int):
 
 def predict(task, predict_fn, params, mesh, split: str, *, batch_size: int) -> tuple[dict[str, np.ndarray], int]:
     """A predictive task's outputs for every example of `split` exactly once, ordered by example index
-    (padding rows of the last batch dropped), and the number of real tokens this process read."""
-    parts, tokens = [], 0
+    (padding rows of the last batch dropped), and the number of real tokens this process read. The split's
+    `loss_sum` and `loss_weight` totals come with the outputs, as floats."""
+    parts, totals, tokens = [], dict.fromkeys(_SPLIT_TOTALS, 0.0), 0
     for batch in _split_batches(task, split, batch_size):
         tokens += task.real_tokens(batch)
         outputs = jax.device_get(predict_fn(params, sharding.global_batch(batch, mesh)))
+        for name in _SPLIT_TOTALS:
+            totals[name] += float(outputs.pop(name))
         keep = outputs.pop("example_weight") > 0
         parts.append({name: value[keep] for name, value in outputs.items()})
     if not parts:
@@ -174,20 +185,29 @@ def predict(task, predict_fn, params, mesh, split: str, *, batch_size: int) -> t
     if len(np.unique(index)) != len(index):
         raise AssertionError(f"{task.name}: split {split!r} yielded an example twice.")
     order = np.argsort(index, kind="stable")
-    return {name: value[order] for name, value in merged.items()}, tokens
+    return {**{name: value[order] for name, value in merged.items()}, **totals}, tokens
 
 
-def evaluate(task, evaluate_step, params, mesh, *, batch_size: int) -> tuple[dict[str, float], int]:
-    """Metrics over the whole of each evaluation split, and the number of real tokens this process read.
-    With several splits (MNLI's matched and mismatched) metric names are prefixed with the split's."""
+def split_loss(predictions: dict) -> float:
+    """A split's loss as training weighs it, from `predict`'s totals."""
+    return predictions["loss_sum"] / max(predictions["loss_weight"], 1e-8)
+
+
+def evaluate(task, evaluate_step, params, mesh, *, batch_size: int,
+             splits: tuple[str, ...] | None = None) -> tuple[dict[str, float], int]:
+    """Metrics over the whole of each evaluation split, and the number of real tokens this process read;
+    a predictive task's include `loss`, the split's loss weighted as in training. With several splits
+    (MNLI's matched and mismatched) metric names are prefixed with the split's.
+    `splits`: a predictive task's splits to score instead of its `eval_splits`."""
     if is_predictive(task):
-        splits = task.eval_splits
+        splits = task.eval_splits if splits is None else splits
         metrics, tokens = {}, 0
         for split in splits:
             predictions, split_tokens = predict(task, evaluate_step, params, mesh, split, batch_size=batch_size)
             tokens += split_tokens
             prefix = f"{split}/" if len(splits) > 1 else ""
-            metrics.update({prefix + name: value for name, value in task.evaluate(predictions, split).items()})
+            scores = {"loss": split_loss(predictions), **task.evaluate(predictions, split)}
+            metrics.update({prefix + name: value for name, value in scores.items()})
         return metrics, tokens
     totals, tokens = None, 0
     for batch in _split_batches(task, "validation", batch_size):

@@ -22,6 +22,10 @@ and test_predictions.tsv with a test file.
 --compare_scratch also trains the same model from random initialisation (WORKDIR/scratch) on the same budget
 (with --seeds, once per seed, WORKDIR/scratch/seed_N, summarised in summary.json's `scratch_metrics`).
 Running the same command again resumes.
+--evaluate_only scores WORKDIR's best parameters (else its latest checkpoint, else train.init_checkpoint, an HF
+folder with the task's head, say; --checkpoint names another) on the dev splits (and test splits with labels,
+CoNLL's, as test/...) without training, and writes WORKDIR/evaluation.json. Every evaluation reports the
+split's loss beside the task's metrics.
 """
 
 import pathlib
@@ -39,6 +43,9 @@ _PREDICT = flags.DEFINE_bool("predict", False, "Write test-set predictions with 
 _SEEDS = flags.DEFINE_list("seeds", None, "Run once per seed (WORKDIR/seed_N) and summarise across seeds.")
 _COMPARE_SCRATCH = flags.DEFINE_bool(
     "compare_scratch", False, "Also fine-tune the same model from random initialisation and compare.")
+_EVALUATE_ONLY = flags.DEFINE_bool("evaluate_only", False, "Score a checkpoint on the dev splits; no training.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "With --evaluate_only: the run, best/, step directory or HF "
+                                  "folder to score (default: WORKDIR's best, else its latest).")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join JAX's multi-process runtime (see tools/pretrain.py).")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -49,7 +56,12 @@ def main(argv):
         sharding.initialize_distributed(None, None, None)
     workdir = pathlib.Path(_WORKDIR.value)
     report = print if jax.process_index() == 0 else (lambda line: None)
-    if _SEEDS.value:
+    if _EVALUATE_ONLY.value:
+        results = finetune.evaluate_only(_CONFIG.value, workdir, _CHECKPOINT.value)
+        report(f"{results['checkpoint']}: " + ", ".join(f"{name} {value:.4f}"
+                                                        for name, value in results["metrics"].items()))
+        report(f"metrics: {workdir / 'evaluation.json'}")
+    elif _SEEDS.value:
         finetune.run_seeds(_CONFIG.value, workdir, _SEEDS.value, predict=_PREDICT.value,
                            compare_scratch=_COMPARE_SCRATCH.value, report=report)
     else:

@@ -76,6 +76,7 @@ class PredictiveTask(Task, Protocol):
     metric: str  # the metric that selects the best checkpoint (higher is better)
     eval_splits: tuple[str, ...]  # scored at every evaluation (MNLI: matched and mismatched)
     test_splits: tuple[str, ...]  # written by `--predict`
+    labelled_test_splits: tuple[str, ...]  # test splits with gold labels, scored too by `--evaluate_only`
 
     def num_train_examples(self) -> int:
         """Training rows, to turn `finetune.num_epochs` into steps."""

@@ -275,6 +275,11 @@ class NerTask(TaskBase):
         """The splits `--predict` writes: the test file's when there is one, else the validation file's."""
         return ("test",) if self.settings.test_file else ("validation",)
 
+    @property
+    def labelled_test_splits(self) -> tuple[str, ...]:
+        """CoNLL test files carry their gold tags (eng.testb)."""
+        return ("test",) if self.settings.test_file else ()
+
     def num_train_examples(self) -> int:
         """Training rows: sentences, and a long sentence's windows."""
         return len(self.split("train")[1]["input_ids"])
