@@ -16,7 +16,8 @@ What each head gives per example:
                               null answer is "" with start and end None
 
 Rows are encoded as fine-tuning encodes them (classification truncates as `glue.encode` does; tagging splits a
-long text into consecutive windows so that every word is tagged; SQuAD's windows every `doc_stride` tokens)
+long text into overlapping windows, each word tagged from the one that gives it the most context, as
+`ner.make_features` does; SQuAD's windows every `doc_stride` tokens)
 and run in batches of `batch_size` rows padded to a few lengths (`length_buckets`), one compile per length.
 `stream` holds one group of `batch_size` examples at a time, whatever the length of its input.
 """
@@ -73,6 +74,7 @@ class Predictor:
     batch_size: int = 32
     squad: dict = dataclasses.field(default_factory=lambda: dict(_SQUAD_DEFAULTS))
     columns: dict = dataclasses.field(default_factory=dict)  # input field -> the run's column name (classify.*)
+    ner_stride: int | None = None  # token classification: the run's ner.stride (None: half a window)
 
     def __post_init__(self):
         if self.head not in ("sequence_classification", "token_classification", "question_answering"):
@@ -164,26 +166,24 @@ class Predictor:
 
     # --- token classification -------------------------------------------------------------------------------
     def _tag_group(self, group: list[dict]) -> list[dict]:
-        words = [tokenizers.punctuation_runs(row["text"]) for row in group]
-        pieces = self.tokenizer.encode_batch([row["text"][start:end] for row, spans in zip(group, words)
-                                              for start, end in spans])
-        input_ids, windows, cursor = [], [], 0  # windows: (example, its first word, first sub-token positions)
-        for example, spans in enumerate(words):
-            word_pieces = [pieces[cursor + index] or [self.tokenizer.unk_id] for index in range(len(spans))]
-            cursor += len(spans)
-            for first_word, window in _word_windows(word_pieces, self.max_seq_length - 2):
-                ids, positions = [self.tokenizer.cls_id], []
-                for word in window:
-                    positions.append(len(ids))
-                    ids.extend(word)
-                input_ids.append([*ids, self.tokenizer.sep_id])
-                windows.append((example, first_word, positions))
-        logits = self.logits(input_ids, [[0] * len(ids) for ids in input_ids])
-        tags = [["O"] * len(spans) for spans in words]
-        for (example, first_word, positions), row_logits in zip(windows, logits):
-            for offset, position in enumerate(positions):
-                tags[example][first_word + offset] = self.labels[int(np.argmax(row_logits[position]))]
-        return [_tagged(row["text"], spans, example_tags) for row, spans, example_tags in zip(group, words, tags)]
+        """Words split as BERT's basic tokenizer splits them, encoded and windowed as fine-tuning does
+        (`ner.make_features`: a long text in overlapping windows, each word tagged from the window that gives
+        it the most context)."""
+        from bertjax.tasks import ner
+
+        spans = [tokenizers.punctuation_runs(row["text"]) for row in group]
+        sentences = [ner.Sentence(tuple(row["text"][start:end] for start, end in example), ("O",) * len(example), 0)
+                     for row, example in zip(group, spans)]
+        features = ner.make_features(sentences, self.tokenizer, self.labels, max_seq_length=self.max_seq_length,
+                                     stride=self.ner_stride)
+        lengths = features["attention_mask"].sum(axis=1)
+        logits = self.logits([row[:length] for row, length in zip(features["input_ids"].tolist(), lengths)],
+                             [[0] * length for length in lengths])
+        tag_ids = np.zeros(features["input_ids"].shape, np.int64)
+        for row, row_logits in enumerate(logits):
+            tag_ids[row, :len(row_logits)] = np.argmax(row_logits, axis=-1)
+        tags = ner.word_tags(tag_ids, features, sentences, self.labels)
+        return [_tagged(row["text"], example, example_tags) for row, example, example_tags in zip(group, spans, tags)]
 
     # --- span prediction ------------------------------------------------------------------------------------
     def _answer_group(self, group: list[dict]) -> list[dict]:
@@ -218,20 +218,6 @@ class Predictor:
                 result["null_odds"] = float(min(null_odds[example.qid], 1e9))
             results.append(result)
         return results
-
-
-def _word_windows(word_pieces: list[list[int]], capacity: int) -> Iterator[tuple[int, list[list[int]]]]:
-    """Consecutive windows of whole words of at most `capacity` sub-tokens (a word longer than that alone,
-    cut); (the window's first word index, its words). A text of no words gives one empty window."""
-    start, window, used = 0, [], 0
-    for index, pieces in enumerate(word_pieces):
-        pieces = pieces[:capacity]
-        if window and used + len(pieces) > capacity:
-            yield start, window
-            start, window, used = index, [], 0
-        window.append(pieces)
-        used += len(pieces)
-    yield start, window
 
 
 def _tagged(text: str, spans: list[tuple[int, int]], tags: list[str]) -> dict:
@@ -325,7 +311,8 @@ def load(path: str | pathlib.Path, *, batch_size: int = 32, max_seq_length: int 
                      labels=run.record.get("labels"),
                      problem_type=problem_type(run.record) if run.head == "sequence_classification" else None,
                      max_seq_length=max_seq_length or data.get("max_seq_length") or 128, batch_size=batch_size,
-                     squad=squad_settings, columns={key: value for key, value in columns.items() if value})
+                     squad=squad_settings, columns={key: value for key, value in columns.items() if value},
+                     ner_stride=(run.config.get("ner") or {}).get("stride"))
 
 
 def _load_hf(folder: pathlib.Path, *, batch_size: int, max_seq_length: int | None, tokenizer: str | None):

@@ -102,6 +102,7 @@ class TaskBase:
     its model. A subclass sets `model` (a Flax module) and `model_config`."""
 
     fresh_parameters: tuple[str, ...] = ()
+    labelled_test_splits: tuple[str, ...] = ()  # predictive tasks: none unless their test files have labels
     model_inputs: tuple[str, ...] = ("input_ids", "segment_ids", "attention_mask")
 
     def init_params(self, rng: jax.Array, batch: Batch, boxed: bool = False) -> Any:

@@ -319,7 +319,6 @@ class ClassificationTask(TaskBase):
 
     head = "sequence_classification"
     fresh_parameters = ("classifier",)  # new at fine-tuning; the encoder (and pooler) come from the checkpoint
-    labelled_test_splits = ()  # GLUE's test files have no labels
 
     def __init__(self, config, spec: TaskSpec | None = None):
         name = config.finetune.task

@@ -295,7 +295,6 @@ class SquadTask(TaskBase):
     fresh_parameters = ("qa_outputs",)  # new at fine-tuning; the encoder comes from the checkpoint
     eval_splits = ("validation",)
     test_splits = ("validation",)  # the official test sets are hidden: --predict writes dev predictions
-    labelled_test_splits = ()
 
     def __init__(self, config):
         self.model_config = BertConfig.from_config(config.model)
