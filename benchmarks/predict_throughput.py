@@ -5,17 +5,24 @@ and tagger (random weights: the speed does not depend on them), over the built-i
 
 Each measurement runs the whole path the tool runs (tokenizing, length buckets, the forward pass, turning
 logits into labels, probabilities or tags) after one warm-up pass over the same texts, so compiling is not
-counted. Run it on a quiet machine: the figures are wall-clock rates.
+counted. The peer: the same classifier written as an HF folder (weights, config, tokenizer) and run by
+transformers' `pipeline("text-classification")` (PyTorch on the CPU) at the same batch size and length, over
+the same texts, after the same warm-up (`--no_hf` skips it). Run it on a quiet machine: the figures are
+wall-clock rates.
 """
 
 import argparse
 import itertools
+import json
+import pathlib
 import tempfile
 import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from safetensors.numpy import save_file
 
 from bertjax import convert, predictor as predictors
 from bertjax.data import corpus, tokenizer
@@ -40,11 +47,33 @@ def rate(predictor, texts: list[str]) -> float:
     return count / (time.perf_counter() - start)
 
 
+def hf_rate(predictor, texts: list[str], batch_size: int) -> float:
+    """The same classifier through transformers' text-classification pipeline."""
+    import transformers
+
+    with tempfile.TemporaryDirectory() as folder:
+        config = convert.config_to_hf(predictor.model_config, predictor.head, predictor.labels,
+                                      problem_type=predictor.problem_type)
+        pathlib.Path(folder, "config.json").write_text(json.dumps(config))
+        tensors = convert.hf_tensors(jax.tree.map(np.asarray, predictor.params), predictor.model_config,
+                                     predictor.head)
+        save_file({name: np.ascontiguousarray(value) for name, value in tensors.items()}, f"{folder}/model.safetensors")
+        tokenizer.save_hf_tokenizer(predictor.tokenizer, folder, max_length=predictor.max_seq_length)
+        pipe = transformers.pipeline("text-classification", model=folder, tokenizer=folder, device="cpu",
+                                     top_k=None)
+        options = {"batch_size": batch_size, "truncation": True, "max_length": predictor.max_seq_length}
+        pipe(texts, **options)  # warm-up
+        start = time.perf_counter()
+        count = len(pipe(texts, **options))
+        return count / (time.perf_counter() - start)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--batch_sizes", default="32,128")
     parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--no_hf", action="store_true", help="Skip the transformers pipeline peer.")
     args = parser.parse_args()
     documents = list(corpus.read_builtin())
     with tempfile.TemporaryDirectory() as directory:
@@ -58,8 +87,13 @@ def main():
                          ("token_classification", ["O", "B-X", "I-X"])):
         for batch_size in map(int, args.batch_sizes.split(",")):
             predictor = make_predictor(head, tok, labels, args.max_seq_length, batch_size)
-            print(f"{head:24s} batch {batch_size:4d}: {rate(predictor, texts):8,.0f} examples/s "
-                  f"({len(predictor.compiled_shapes)} shapes compiled)")
+            ours = rate(predictor, texts)
+            line = (f"{head:24s} batch {batch_size:4d}: {ours:8,.0f} examples/s "
+                    f"({len(predictor.compiled_shapes)} shapes compiled)")
+            if head == "sequence_classification" and not args.no_hf:
+                theirs = hf_rate(predictor, texts, batch_size)
+                line += f"; transformers pipeline {theirs:8,.0f} examples/s: ratio {ours / theirs:.2f}"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def test_csv_with_string_labels_trains_predicts_and_exports_with_its_label_names
 
     assert results["task"] == "classify" and results["metric"] == "accuracy"
     metrics = results["best"]["metrics"]
-    assert list(metrics)[:2] == ["accuracy", "macro_f1"]
+    assert list(metrics)[:3] == ["loss", "accuracy", "macro_f1"]  # the loss beside every evaluation's metrics
     assert metrics["spam/support"] == 2 and metrics["ham/support"] == 3
     predictions = (workdir / "predictions" / "test_predictions.tsv").read_text().splitlines()
     assert predictions[0] == "index\tprediction" and len(predictions) == 4
