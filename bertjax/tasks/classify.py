@@ -29,9 +29,8 @@ import numpy as np
 from absl import logging
 
 from bertjax import files, losses
-from bertjax.data import batching, records, tokenizer as tokenizers
+from bertjax.data import batching, records
 from bertjax.heads import BertForSequenceClassification
-from bertjax.model import BertConfig
 from bertjax.tasks import glue
 
 SINGLE, REGRESSION, MULTI = "single_label_classification", "regression", "multi_label_classification"
@@ -213,13 +212,7 @@ class FileClassificationTask(glue.ClassificationTask):
             {"test": (settings.test_file, "test_predictions.tsv")} if settings.test_file else {},
             train_file=settings.train_file)
         self.name = "classify"
-        self.finetune = config.finetune
-        self.max_seq_length = config.data.max_seq_length
-        self.model_config = BertConfig.from_config(config.model)
-        self.check_sequence_length(self.max_seq_length, self.model_config)
-        self.require(config.data, ("tokenizer",), "data", "(or an init_checkpoint whose run names one).")
-        self.tokenizer = tokenizers.load_tokenizer(config.data.tokenizer, config.data.lowercase)
-        self.check_tokenizer_fits(self.tokenizer, self.model_config)
+        self._set_up_encoder(config)
         num_outputs = self.spec.num_labels
         length = (self.max_seq_length,)
         label_field = (batching.Field((num_outputs,), np.float32) if self.multi_label

@@ -329,13 +329,7 @@ class ClassificationTask(TaskBase):
             raise ValueError(f"finetune.task={name!r} has no training data; it is predicted by an MNLI model "
                              "(tools/finetune.py --predict with finetune.task=mnli).")
         self.name = f"glue/{self.spec.name}" if self.spec.name in TASKS else self.spec.name
-        self.finetune = config.finetune
-        self.max_seq_length = config.data.max_seq_length
-        self.model_config = BertConfig.from_config(config.model)
-        self.check_sequence_length(self.max_seq_length, self.model_config)
-        self.require(config.data, ("tokenizer",), "data", "(or an init_checkpoint whose run names one).")
-        self.tokenizer = tokenizers.load_tokenizer(config.data.tokenizer, config.data.lowercase)
-        self.check_tokenizer_fits(self.tokenizer, self.model_config)
+        self._set_up_encoder(config)
         self.regression = self.spec.labels is None
         self.fields = batch_fields(self.max_seq_length, self.regression)
         self.model = BertForSequenceClassification(self.model_config, self.spec.num_labels)
@@ -348,6 +342,16 @@ class ClassificationTask(TaskBase):
         if self.spec.name != "stdlib" and not (self.finetune.data_dir or self.finetune.tfds_data_dir):
             raise ValueError(f"{self.name}: set finetune.data_dir (the GLUE TSV folder) or finetune.tfds_data_dir "
                              "(TFDS's prepared glue/*, see tools/prepare_glue.py).")
+
+    def _set_up_encoder(self, config) -> None:
+        """The settings, model config and tokenizer every sequence classification task takes from `config`."""
+        self.finetune = config.finetune
+        self.max_seq_length = config.data.max_seq_length
+        self.model_config = BertConfig.from_config(config.model)
+        self.check_sequence_length(self.max_seq_length, self.model_config)
+        self.require(config.data, ("tokenizer",), "data", "(or an init_checkpoint whose run names one).")
+        self.tokenizer = tokenizers.load_tokenizer(config.data.tokenizer, config.data.lowercase)
+        self.check_tokenizer_fits(self.tokenizer, self.model_config)
 
     @property
     def label_names(self) -> tuple[str, ...]:
