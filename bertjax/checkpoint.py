@@ -204,9 +204,10 @@ class BestCheckpoint:
         if self.record is not None and not same_step and not value > self.record["value"]:
             return False
         self.record = {"step": step, "metric": self.metric, "value": value, "metrics": metrics}
-        self._manager.wait_until_finished()
-        if step in self._manager.all_steps():  # orbax refuses to write a step twice
-            self._manager.delete(step)
+        if same_step:  # orbax refuses to write a step twice: the one on record goes first
+            self._manager.wait_until_finished()
+            if step in self._manager.all_steps():
+                self._manager.delete(step)
         self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
                                                          record=ocp.args.JsonSave(self.record)), force=True)
         return True
