@@ -26,9 +26,9 @@ test-fast: $(STAMP)
 # docstring comes from, against the same model trained from scratch; last, the pretrained model exported as an
 # HF folder. Reruns resume in runs/demo/.
 demo: runs/demo/data/metadata.json
-	$(PY) tools/show_batch.py --config configs/bert_tiny.py --show 2
-	$(PY) tools/pretrain.py --config configs/bert_tiny.py --workdir runs/demo/pretrain --unigram_baseline
-	$(PY) tools/finetune.py --config configs/glue_demo.py --workdir runs/demo/finetune --compare_scratch
+	$(PY) tools/show_batch.py --config bertjax/configs/bert_tiny.py --show 2
+	$(PY) tools/pretrain.py --config bertjax/configs/bert_tiny.py --workdir runs/demo/pretrain --unigram_baseline
+	$(PY) tools/finetune.py --config bertjax/configs/glue_demo.py --workdir runs/demo/finetune --compare_scratch
 	$(PY) tools/export.py --checkpoint runs/demo/pretrain --hf_dir runs/demo/hf --overwrite
 
 runs/demo/tokenizer.model: | $(STAMP)

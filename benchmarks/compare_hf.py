@@ -80,7 +80,7 @@ def _run_hf() -> list[float]:
 
 def _run_bertjax(mlm_positions: str) -> list[float]:
     from bertjax import benchmark
-    from configs import common
+    from bertjax.configs import common
 
     _, batch = _setting()
     config = common.get_config()

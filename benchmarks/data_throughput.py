@@ -28,7 +28,7 @@ import tempfile
 import time
 
 from bertjax.data import corpus, pipeline, shards, tokenizer
-from configs import common
+from bertjax.configs import common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ table (BERT-base, dev F1: embeddings 91.0, second-to-last hidden 95.6, last hidd
 last four 95.9, concatenation of the last four 96.1, weighted sum of all twelve 95.5; fine-tuning 96.4).
 Here "sum_last_four" is an unweighted sum; "weighted_sum" learns softmax weights over every hidden state.
 
-    python benchmarks/feature_tagging.py --config configs/ner.py \\
+    python benchmarks/feature_tagging.py --config bertjax/configs/ner.py \\
         --config.train.init_checkpoint=runs/demo/pretrain --config.data.tokenizer=runs/demo/tokenizer.model \\
         --config.ner.train_file=eng.train --config.ner.validation_file=eng.testa
 
@@ -26,7 +26,7 @@ from bertjax import cli, runs
 from bertjax.model import BertModel
 from bertjax.tasks import ner
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/ner.py", "A tagging config (configs/ner.py).")
+_CONFIG = config_flags.DEFINE_config_file("config", "bertjax/configs/ner.py", "A tagging config (bertjax/configs/ner.py).")
 _COMBINATIONS = flags.DEFINE_list("combinations", ["embeddings", "first", "last", "second_to_last", "sum_last_four",
                                                    "concat_last_four", "weighted_sum"], "Layer combinations.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Tagger updates per combination.")

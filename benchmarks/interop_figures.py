@@ -25,7 +25,7 @@ from bertjax import runs
 from bertjax.data import corpus, tokenizer
 from bertjax.heads import BertForPretraining
 from bertjax.model import BertConfig
-from configs import common
+from bertjax.configs import common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

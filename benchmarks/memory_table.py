@@ -18,7 +18,7 @@ import numpy as np
 from bertjax import train
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
-from configs import common
+from bertjax.configs import common
 
 
 def step_memory(variant: str, length: int, tokens: int, remat: str) -> dict[str, float]:

@@ -14,7 +14,7 @@ import copy
 from absl import app, flags
 
 from bertjax import benchmark
-from configs import common
+from bertjax.configs import common
 
 _VARIANT = flags.DEFINE_string("variant", "mini", "bertjax.model.VARIANTS row.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Rows per step.")

@@ -29,7 +29,7 @@ def make_task(config):
     """The task object for `config.finetune.task`."""
     name = config.finetune.task
     if not name:
-        raise ValueError("config.finetune.task is not set; e.g. --config=configs/glue.py:task=sst2.")
+        raise ValueError("config.finetune.task is not set; e.g. --config=bertjax/configs/glue.py:task=sst2.")
     if name == "squad":
         from bertjax.tasks import squad
         return squad.SquadTask(config)

@@ -30,13 +30,13 @@ def _refuse_existing(output: pathlib.Path, overwrite: bool) -> None:
 
 
 # Written beside a converted run's config.json, so that `--config DIR/config.py` gives every tool its model.
-_CONFIG_PY = '''"""The config of a model converted from HF: configs/common.py's keys, with the model and tokenizer settings
+_CONFIG_PY = '''"""The config of a model converted from HF: bertjax/configs/common.py's keys, with the model and tokenizer settings
 of config.json beside this file. Use it as --config DIR/config.py[:key=value,...]."""
 
 import json
 import pathlib
 
-from configs import common
+from bertjax.configs import common
 
 
 def get_config(arg=None):
@@ -51,8 +51,8 @@ def get_config(arg=None):
 
 
 def _run_config(model_config: BertConfig, tokenizer_path: pathlib.Path) -> dict:
-    """A resolved run config (configs/common.py's keys) for a converted model."""
-    from configs import common
+    """A resolved run config (bertjax/configs/common.py's keys) for a converted model."""
+    from bertjax.configs import common
 
     config = common.get_config()
     config.model.variant = None

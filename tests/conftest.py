@@ -85,7 +85,7 @@ def prepared_dir(tmp_path_factory, corpus_file, sp_tokenizer_path):
 
 def tiny_pretraining_config(prepared_dir, sp_tokenizer_path, **train_overrides):
     """A BERT of hidden size 32 on the shared prepared shards, in short runs: the config the loop's tests use."""
-    from configs import common
+    from bertjax.configs import common
 
     config = common.get_config()
     config.model.variant = "tiny"

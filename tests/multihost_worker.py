@@ -21,7 +21,7 @@ import jax  # noqa: E402
 from bertjax import sharding, train  # noqa: E402
 from bertjax.optim import make_optimizer  # noqa: E402
 from bertjax.tasks.pretraining import PretrainingTask  # noqa: E402
-from configs import common  # noqa: E402
+from bertjax.configs import common  # noqa: E402
 
 GLOBAL_BATCH, STEPS = 16, 4
 

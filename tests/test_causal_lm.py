@@ -12,7 +12,7 @@ from bertjax.data import shards
 from bertjax.model import BertConfig
 from bertjax.optim import make_optimizer
 from bertjax.tasks import causal_lm
-from configs import common
+from bertjax.configs import common
 
 TINY = BertConfig.from_variant("tiny", vocab_size=60, hidden_size=32, num_heads=2, intermediate_size=64,
                                max_position_embeddings=32, hidden_dropout=0.0, attention_dropout=0.0)

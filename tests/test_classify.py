@@ -14,7 +14,7 @@ import pytest
 from bertjax import finetune, interop, losses, runs
 from bertjax.tasks import classify
 from bertjax.tasks.base import PredictiveTask
-from configs import classify as classify_config
+from bertjax.configs import classify as classify_config
 
 WORDS = ["win", "free", "money", "now", "prize", "click", "meet", "lunch", "at", "noon", "see", "you", "tomorrow",
          "the", "report", "is", "ready", "call", "me", "a", "cat", "sat", "on", "mat"]
@@ -199,7 +199,7 @@ def test_problem_type_is_recorded_by_glue_and_written_to_the_hf_config(vocab):
     from bertjax import convert
     from bertjax.model import BertConfig
     from bertjax.tasks import glue
-    from configs import glue as glue_config
+    from bertjax.configs import glue as glue_config
 
     config = glue_config.get_config("task=stdlib")
     config.model.update(variant="tiny", vocab_size=64)

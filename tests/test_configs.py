@@ -9,15 +9,15 @@ import sys
 import pytest
 
 from bertjax.model import VARIANTS, BertConfig
-from configs import common
+from bertjax.configs import common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG_FILES = sorted(path for path in (ROOT / "configs").glob("*.py") if path.stem not in ("__init__", "common"))
+CONFIG_FILES = sorted(path for path in (ROOT / "bertjax" / "configs").glob("*.py") if path.stem not in ("__init__", "common"))
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda path: path.stem)
 def test_every_config_file_loads_and_builds_its_model(path):
-    config = importlib.import_module(f"configs.{path.stem}").get_config()
+    config = importlib.import_module(f"bertjax.configs.{path.stem}").get_config()
     model = BertConfig.from_config(config.model)
     assert config.model.variant in VARIANTS
     assert model.num_layers == VARIANTS[config.model.variant]["num_layers"]
@@ -25,7 +25,7 @@ def test_every_config_file_loads_and_builds_its_model(path):
 
 
 def test_config_argument_overrides_with_the_key_type():
-    from configs import bert_base
+    from bertjax.configs import bert_base
     config = bert_base.get_config("model.dtype=bfloat16,seed=3,model.pre_layer_norm=true,model.hidden_dropout=0")
     assert (config.seed, config.model.dtype, config.model.pre_layer_norm) == (3, "bfloat16", True)
     assert isinstance(config.model.hidden_dropout, float)
@@ -50,11 +50,11 @@ def _run_tool(*args):
 
 
 def test_unknown_override_on_the_command_line_fails_naming_the_key():
-    result = _run_tool("--config", "configs/bert_tiny.py", "--config.model.hiden_size=3")
+    result = _run_tool("--config", "bertjax/configs/bert_tiny.py", "--config.model.hiden_size=3")
     assert result.returncode == 2
     assert "hiden_size" in result.stderr and "Traceback" not in result.stderr
-    result = _run_tool("--config", "configs/missing.py")
-    assert result.returncode == 2 and "configs/missing.py" in result.stderr
+    result = _run_tool("--config", "bertjax/configs/missing.py")
+    assert result.returncode == 2 and "bertjax/configs/missing.py" in result.stderr
 
 
 def test_model_info_reports_the_parameter_count():
@@ -64,9 +64,9 @@ def test_model_info_reports_the_parameter_count():
     import numpy as np
 
     from bertjax.heads import BertForPretraining
-    from configs import bert_tiny
+    from bertjax.configs import bert_tiny
 
-    result = _run_tool("--config", "configs/bert_tiny.py", "--config.model.num_layers=3", "--seq_length=32",
+    result = _run_tool("--config", "bertjax/configs/bert_tiny.py", "--config.model.num_layers=3", "--seq_length=32",
                        "--batch_size=2", "--steps=1")
     assert result.returncode == 0, result.stderr
     config = BertConfig.from_config(bert_tiny.get_config("model.num_layers=3").model)

@@ -1,5 +1,5 @@
 """The experiments' pure pieces: settings are checked when made, smoke runs shrink the later budgets, configs
-come from `configs/common.py`, cached results are reused only while their settings hold, and the report's
+come from `bertjax/configs/common.py`, cached results are reused only while their settings hold, and the report's
 tables read the results they are given."""
 
 import json

@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 from bertjax import checkpoint, convert, interop, runs
 from bertjax.data import tokenizer as tokenizers
 from bertjax.model import BertConfig, BertModel
-from configs import common
+from bertjax.configs import common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LENGTHS = (10, 6, 3)

@@ -127,7 +127,7 @@ def test_bad_settings_are_refused(model_and_params):
 def test_generate_tool_continues_prompts_from_a_run(prepared_dir, sp_tokenizer_path, tmp_path):
     from bertjax import train
     from bertjax.tasks import causal_lm
-    from configs import common
+    from bertjax.configs import common
 
     config = common.get_config()
     config.task = "causal_lm"

@@ -9,7 +9,7 @@ import pytest
 
 from bertjax import finetune, sharding, train
 from bertjax.tasks import glue
-from configs import glue as glue_config
+from bertjax.configs import glue as glue_config
 import glue_fixtures
 
 TRAIN, DEV, TEST = 24, 13, 7

@@ -16,7 +16,7 @@ from flax import traverse_util
 
 from bertjax import convert, losses, optim
 from bertjax.heads import BertForPretraining
-from configs import common
+from bertjax.configs import common
 
 LENGTHS = (12, 7, 3)  # one full row, two padded
 MASKED = ((1, 4, 6, 10), (2, 5, 0, 0), (1, 0, 0, 0))  # positions scored per row; 0 past the row's count is padding

@@ -17,7 +17,7 @@ from bertjax.heads import BertForMultipleChoice
 from bertjax.model import BertConfig
 from bertjax.tasks import multiple_choice
 from bertjax.tasks.base import PredictiveTask
-from configs import swag as swag_config
+from bertjax.configs import swag as swag_config
 from test_export import _bertjax_run, _hf_folder, _vocab_file
 
 CHOICE_LENGTHS = np.array([[9, 7, 5, 8], [4, 6, 3, 4], [2, 9, 9, 6]])  # B=3 questions x N=4 choices

@@ -10,7 +10,7 @@ import pytest
 
 from bertjax import finetune, heads
 from bertjax.tasks import ner
-from configs import ner as ner_config
+from bertjax.configs import ner as ner_config
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 

@@ -9,7 +9,7 @@ from flax import traverse_util
 from bertjax import optim
 from bertjax.heads import BertForPretraining
 from bertjax.model import BertConfig
-from configs import common
+from bertjax.configs import common
 
 
 def _params():

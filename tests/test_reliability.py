@@ -22,7 +22,7 @@ from bertjax import checkpoint, convert, faults, runs, train
 from bertjax.data import shards, tokenizer
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
-from configs import bert_tiny
+from bertjax.configs import bert_tiny
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def _start(workdir, prepared_dir, sp_tokenizer_path, *extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # one device: quick
 
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fault_driver.py"), "--config=configs/bert_tiny.py", *args,
+        [sys.executable, str(ROOT / "tests" / "fault_driver.py"), "--config=bertjax/configs/bert_tiny.py", *args,
          f"--workdir={workdir}", *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

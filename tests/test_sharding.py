@@ -11,7 +11,7 @@ import pytest
 from bertjax import checkpoint, sharding, train
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
-from configs import common
+from bertjax.configs import common
 
 
 def _config(prepared_dir, sp_tokenizer_path, data=1, fsdp=1, tensor=1, rules="dp"):

@@ -8,7 +8,7 @@ import pytest
 
 from bertjax import benchmark, flops, train
 from bertjax.optim import make_optimizer
-from configs import common
+from bertjax.configs import common
 
 LENGTH, PREDICTIONS = 32, 5
 

@@ -10,7 +10,7 @@ import pytest
 from bertjax import finetune
 from bertjax.data import tokenizer
 from bertjax.tasks import squad
-from configs import squad as squad_config
+from bertjax.configs import squad as squad_config
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 FILES = {"v1.1": (FIXTURES / "squad-train-v1.1.json", FIXTURES / "squad-dev-v1.1.json"),

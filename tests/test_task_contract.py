@@ -12,8 +12,8 @@ from bertjax import train
 from bertjax.tasks import causal_lm, glue
 from bertjax.tasks.base import PredictiveTask, Task, is_predictive
 from bertjax.tasks.pretraining import PretrainingTask
-from configs import common
-from configs import glue as glue_config
+from bertjax.configs import common
+from bertjax.configs import glue as glue_config
 
 
 def _pretraining_config(prepared_dir, sp_tokenizer_path):

@@ -34,7 +34,7 @@ def test_train_prepare_and_show(corpus_file, tmp_path):
     metadata = json.loads((prepared / "metadata.json").read_text())
     assert metadata["splits"]["train"]["documents"] + metadata["splits"]["validation"]["documents"] == 400
 
-    result = _run("show_batch", "--config=configs/bert_tiny.py", f"--config.data.tokenizer={model}",
+    result = _run("show_batch", "--config=bertjax/configs/bert_tiny.py", f"--config.data.tokenizer={model}",
                   f"--config.data.prepared_dir={prepared}", "--config.data.sentence_task=sop", "--batches=5")
     assert result.returncode == 0, result.stderr
     assert "[CLS]" in result.stdout and "[MASK]" in result.stdout and "sentence task sop" in result.stdout
@@ -44,7 +44,7 @@ def test_train_prepare_and_show(corpus_file, tmp_path):
     assert result.returncode == 1 and "--overwrite" in result.stderr and "Traceback" not in result.stderr
     result = _run("prepare_data", f"--tokenizer={tmp_path / 'none.model'}", f"--output_dir={tmp_path / 'x'}")
     assert result.returncode == 1 and "none.model not found" in result.stderr
-    result = _run("show_batch", "--config=configs/bert_tiny.py", f"--config.data.tokenizer={model}",
+    result = _run("show_batch", "--config=bertjax/configs/bert_tiny.py", f"--config.data.tokenizer={model}",
                   f"--config.data.prepared_dir={tmp_path}")
     assert result.returncode == 1 and "tools/prepare_data.py" in result.stderr
 
@@ -101,10 +101,10 @@ def test_prepare_glue_from_zip_files_and_finetune_errors(tmp_path):
 
     result = _run("prepare_glue", f"--glue_dir={downloads}", f"--data_dir={tmp_path / 'tfds'}", "--tasks=sst3")
     assert result.returncode == 1 and "unknown task(s) ['sst3']" in result.stderr
-    result = _run("finetune", "--config=configs/glue.py:task=sst2", f"--workdir={tmp_path / 'run'}",
+    result = _run("finetune", "--config=bertjax/configs/glue.py:task=sst2", f"--workdir={tmp_path / 'run'}",
                   f"--config.train.init_checkpoint={tmp_path / 'nothing'}")
     assert result.returncode == 1 and "does not exist" in result.stderr and "Traceback" not in result.stderr
-    result = _run("finetune", "--config=configs/glue.py:task=glue9", f"--workdir={tmp_path / 'run'}",
+    result = _run("finetune", "--config=bertjax/configs/glue.py:task=glue9", f"--workdir={tmp_path / 'run'}",
                   "--config.model.variant=tiny", "--config.data.tokenizer=none.model")
     assert result.returncode == 1 and "finetune.task='glue9'" in result.stderr
 
@@ -139,7 +139,7 @@ def test_prepare_data_names_wrong_input_and_never_leaves_validation_empty(corpus
     result = prepare(f"--corpus=jsonl:{records}:body", "--validation_fraction=0", "--allow_empty_validation",
                      "--overwrite")
     assert result.returncode == 0 and "WARNING" in result.stderr and "validation split is empty" in result.stderr
-    result = _run("pretrain", "--config=configs/bert_tiny.py", f"--workdir={tmp_path / 'run'}",
+    result = _run("pretrain", "--config=bertjax/configs/bert_tiny.py", f"--workdir={tmp_path / 'run'}",
                   f"--config.data.tokenizer={sp_tokenizer_path}", f"--config.data.prepared_dir={prepared}",
                   "--config.model.vocab_size=4000")
     assert result.returncode == 1 and "Split 'validation'" in result.stderr and "holds no documents" in result.stderr

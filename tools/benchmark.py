@@ -1,9 +1,9 @@
 """Time the compiled pretraining step for a config and report throughput, FLOPs and MFU.
 
-    python tools/benchmark.py --config configs/bert_base.py --seq_length 128 --batch_size 32
-    python tools/benchmark.py --config configs/bert_base.py:model.dtype=bfloat16,model.attention_impl=cudnn \\
+    python tools/benchmark.py --config bertjax/configs/bert_base.py --seq_length 128 --batch_size 32
+    python tools/benchmark.py --config bertjax/configs/bert_base.py:model.dtype=bfloat16,model.attention_impl=cudnn \\
         --config.model.attention_dropout=0 --seq_length 128 --batch_size 256 --real_fraction 1
-    python tools/benchmark.py --config configs/bert_tiny.py --packed_examples 2 --pad_vocab --json out.json
+    python tools/benchmark.py --config bertjax/configs/bert_tiny.py --packed_examples 2 --pad_vocab --json out.json
 
 Batches are synthetic (random ids) with the pipeline's shapes: rows padded to `--real_fraction` of the length,
 or packed. Reported: the median step time over --steps after --warmup (synchronised with the device),
@@ -19,7 +19,7 @@ from ml_collections import config_flags
 
 from bertjax import benchmark, cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/bert_base.py[:key=value]",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. bertjax/configs/bert_base.py[:key=value]",
                                           lock_config=True)
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Rows per step (one device).")
 _LENGTH = flags.DEFINE_integer("seq_length", 128, "Tokens per row.")

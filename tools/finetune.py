@@ -1,13 +1,13 @@
 """Fine-tune a pretrained BERT on a task and report its dev metrics; optionally write test predictions.
 
-    python tools/finetune.py --config configs/glue.py:task=sst2 --workdir runs/sst2 \\
+    python tools/finetune.py --config bertjax/configs/glue.py:task=sst2 --workdir runs/sst2 \\
         --config.train.init_checkpoint=runs/base --config.finetune.data_dir=glue_data --predict
-    python tools/finetune.py --config configs/glue_demo.py --workdir runs/demo/finetune --compare_scratch
-    python tools/finetune.py --config configs/squad.py:v2 --workdir runs/squad2 --config.train.init_checkpoint=runs/base \\
+    python tools/finetune.py --config bertjax/configs/glue_demo.py --workdir runs/demo/finetune --compare_scratch
+    python tools/finetune.py --config bertjax/configs/squad.py:v2 --workdir runs/squad2 --config.train.init_checkpoint=runs/base \\
         --config.squad.train_file=train-v2.0.json --config.squad.validation_file=dev-v2.0.json --predict
-    python tools/finetune.py --config configs/ner.py --workdir runs/ner --config.train.init_checkpoint=runs/base \\
+    python tools/finetune.py --config bertjax/configs/ner.py --workdir runs/ner --config.train.init_checkpoint=runs/base \\
         --config.ner.train_file=eng.train --config.ner.validation_file=eng.testa --config.ner.test_file=eng.testb
-    python tools/finetune.py --config configs/classify.py --workdir runs/spam --config.train.init_checkpoint=runs/base \\
+    python tools/finetune.py --config bertjax/configs/classify.py --workdir runs/spam --config.train.init_checkpoint=runs/base \\
         --config.classify.train_file=train.csv --config.classify.validation_file=dev.csv \\
         --config.classify.test_file=test.csv --config.classify.text_a_column=text --predict
 
@@ -16,7 +16,7 @@ folder); the new head starts fresh, and the run prints which parameters were loa
 WORKDIR gets results.json (the best and the final dev metrics), best/ (the best parameters), and with
 --predict predictions/ in the GLUE server's format (SST-2.tsv, MNLI-m.tsv, MNLI-mm.tsv, AX.tsv, ...), SQuAD's
 (predictions.json, null_odds.json for v2.0, of the dev set), CoNLL's (test.conll, else validation.conll), or
-for your own files (configs/classify.py) validation_predictions.tsv and validation_report.txt (per class),
+for your own files (bertjax/configs/classify.py) validation_predictions.tsv and validation_report.txt (per class),
 and test_predictions.tsv with a test file.
 --seeds=1,2,3 runs once per seed (WORKDIR/seed_N) and writes summary.json: median, mean and std.
 --compare_scratch also trains the same model from random initialisation (WORKDIR/scratch) on the same budget
@@ -36,7 +36,7 @@ from ml_collections import config_flags
 
 from bertjax import cli, finetune, sharding
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/glue.py:task=sst2",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. bertjax/configs/glue.py:task=sst2",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and predictions.")
 _PREDICT = flags.DEFINE_bool("predict", False, "Write test-set predictions with the best parameters.")

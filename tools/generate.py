@@ -40,7 +40,7 @@ def load_model(workdir: pathlib.Path) -> tuple[BertForCausalLM, dict, dict]:
     config = json.loads(path.read_text())
     if config.get("task") != "causal_lm":
         raise ValueError(f"{path}: task={config.get('task')!r}; generation needs a forward language model "
-                         "(a run with --config configs/gpt_tiny.py, task causal_lm).")
+                         "(a run with --config bertjax/configs/gpt_tiny.py, task causal_lm).")
     model = BertForCausalLM(BertConfig.from_config({**config["model"], "causal": True}))
     abstract = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))))
     return model, runs.load_params(workdir, abstract["params"]), config

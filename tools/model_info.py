@@ -1,8 +1,8 @@
 """Build a model from a config and report its size, then time the pretraining train step (forward, backward
 and optimizer update) on a synthetic batch (`bertjax.benchmark`).
 
-    python tools/model_info.py --config configs/bert_base.py
-    python tools/model_info.py --config configs/bert_tiny.py --config.model.num_layers=4 --seq_length=64
+    python tools/model_info.py --config bertjax/configs/bert_base.py
+    python tools/model_info.py --config bertjax/configs/bert_tiny.py --config.model.num_layers=4 --seq_length=64
 """
 
 import jax
@@ -12,7 +12,7 @@ from ml_collections import config_flags
 
 from bertjax import benchmark, cli, train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/bert_tiny.py[:key=value,...]",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. bertjax/configs/bert_tiny.py[:key=value,...]",
                                           lock_config=True)
 flags.mark_flags_as_required(["config"])
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Sequences in the timed batch.")

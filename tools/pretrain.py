@@ -2,9 +2,9 @@
 config's `task` says, a forward (GPT-style) language model or one of the objectives BERT is compared with
 (`bertjax.tasks.causal_lm`).
 
-    python tools/pretrain.py --config configs/bert_tiny.py --workdir runs/demo/pretrain
-    python tools/pretrain.py --config configs/gpt_tiny.py --workdir runs/demo/gpt
-    python tools/pretrain.py --config configs/bert_base.py --workdir runs/base \\
+    python tools/pretrain.py --config bertjax/configs/bert_tiny.py --workdir runs/demo/pretrain
+    python tools/pretrain.py --config bertjax/configs/gpt_tiny.py --workdir runs/demo/gpt
+    python tools/pretrain.py --config bertjax/configs/bert_base.py --workdir runs/base \\
         --config.data.tokenizer=wiki.model --config.data.prepared_dir=data/wiki --config.train.num_steps=1000000
 
 Running the same command again resumes from the work directory's latest checkpoint. The work directory
@@ -24,7 +24,7 @@ from bertjax import cli, sharding, train
 from bertjax.tasks import causal_lm
 from bertjax.tasks.pretraining import PretrainingTask
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/bert_tiny.py[:key=value,...]",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. bertjax/configs/bert_tiny.py[:key=value,...]",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
 _DISTRIBUTED = flags.DEFINE_bool(

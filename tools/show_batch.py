@@ -1,7 +1,7 @@
 """Print the first examples of a pretraining batch as text, as the model will see them, with statistics.
 
-    python tools/show_batch.py --config configs/bert_tiny.py
-    python tools/show_batch.py --config configs/bert_tiny.py --config.data.packing=true --split validation
+    python tools/show_batch.py --config bertjax/configs/bert_tiny.py
+    python tools/show_batch.py --config bertjax/configs/bert_tiny.py --config.data.packing=true --split validation
 """
 
 import time

@@ -22,7 +22,7 @@ from bertjax.data import corpus, docstring_tags, shards, tokenizer
 from bertjax.heads import BertForCausalLM
 from bertjax.tasks import causal_lm, glue, ner, transfer
 from bertjax.tasks.pretraining import PretrainingTask
-from configs import common
+from bertjax.configs import common
 
 # name: (task, model overrides, what its loss curve shows). The transformers have BERT-tiny's width (hidden 128,
 # 2 heads, feed-forward 512) and four layers; the forward+backward pair two such stacks of hidden 96; ELMo two

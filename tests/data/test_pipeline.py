@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bertjax.data import pipeline, shards, tokenizer
-from configs import common
+from bertjax.configs import common
 
 
 def _data(prepared_dir, sp_tokenizer_path, **overrides):

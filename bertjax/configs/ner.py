@@ -1,7 +1,7 @@
 """CoNLL-2003 named-entity tagging, fine-tuning the whole model: sequences of 128, AdamW at 5e-5, batch 32,
 3 epochs, warmup over the first 10%, linear decay.
 
-    python tools/finetune.py --config configs/ner.py --workdir runs/ner \\
+    python tools/finetune.py --config bertjax/configs/ner.py --workdir runs/ner \\
         --config.train.init_checkpoint=runs/base --config.ner.train_file=eng.train \\
         --config.ner.validation_file=eng.testa --config.ner.test_file=eng.testb --predict
 
@@ -10,7 +10,7 @@ tokenizer come from `train.init_checkpoint`. The feature-based alternative (a fr
 benchmarks/feature_tagging.py.
 """
 
-from configs import common
+from bertjax.configs import common
 
 
 def get_config(arg: str | None = None):

@@ -2,7 +2,7 @@
 corpus with the demo's tokenizer and shards: next-token prediction over packed contiguous text, causal
 attention, the output layer tied to the word embeddings. `tools/generate.py` samples from the result."""
 
-from configs import common
+from bertjax.configs import common
 
 
 def get_config(arg: str | None = None):

@@ -1,7 +1,7 @@
 """BERT-base pretraining (12 layers, hidden 768, 12 heads): the paper's model. The vocabulary is data.tokenizer's
 (model.vocab_size unset follows it); without one, BERT's uncased WordPiece size, 30,522."""
 
-from configs import common
+from bertjax.configs import common
 
 
 def get_config(arg: str | None = None):

@@ -2,7 +2,7 @@
 task), on top of the demo's pretrained BERT-tiny (`make demo` runs it after pretraining, and the same
 model from scratch for comparison)."""
 
-from configs import common, glue
+from bertjax.configs import common, glue
 
 
 def get_config(arg: str | None = None):

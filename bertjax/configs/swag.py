@@ -2,7 +2,7 @@
 10%, linear decay; sequences of 128 (HF's run_swag example; the original pytorch-pretrained-bert script used 80,
 which fits SWAG's short contexts and endings as well).
 
-    python tools/finetune.py --config configs/swag.py --workdir runs/swag \\
+    python tools/finetune.py --config bertjax/configs/swag.py --workdir runs/swag \\
         --config.train.init_checkpoint=runs/base --config.swag.train_file=swagaf/data/train.csv \\
         --config.swag.validation_file=swagaf/data/val.csv --config.swag.test_file=swagaf/data/test.csv --predict
 
@@ -11,7 +11,7 @@ Files are swagaf's CSV (sent1, sent2, ending0..ending3, label; the test file wit
 Each example is 4 sequences: a batch of 16 runs the encoder on 64 rows.
 """
 
-from configs import common
+from bertjax.configs import common
 
 
 def get_config(arg: str | None = None):

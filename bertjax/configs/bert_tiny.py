@@ -1,7 +1,7 @@
 """The demo: BERT-tiny (2 layers, hidden 128) pretrained on the built-in corpus in about ten minutes on a
 2-core CPU. `make demo` makes its tokenizer and data under runs/demo/ first."""
 
-from configs import common
+from bertjax.configs import common
 
 
 def get_config(arg: str | None = None):

@@ -181,7 +181,7 @@ def _parse(value: str, kind: type):
 
 def apply_arg(config: config_dict.ConfigDict, arg: str | None) -> config_dict.ConfigDict:
     """Apply the `:arg` of `--config path.py:arg`: comma-separated `dotted.key=value` overrides,
-    typed like the key they replace (`configs/bert_base.py:model.dtype=bfloat16,seed=3`)."""
+    typed like the key they replace (`bertjax/configs/bert_base.py:model.dtype=bfloat16,seed=3`)."""
     for item in filter(None, (arg or "").split(",")):
         dotted, separator, value = item.partition("=")
         if not separator:
