@@ -25,17 +25,21 @@ test-fast: $(STAMP)
 # the masked examples, pretraining of BERT-tiny with evaluation, then fine-tuning it to tell which package a
 # docstring comes from, against the same model trained from scratch; last, the pretrained model exported as an
 # HF folder. Reruns resume in runs/demo/.
+BERTJAX := $(VENV)/bin/bertjax
+DATA := --config.data.prepared_dir=runs/demo/data
+
 demo: runs/demo/data/metadata.json
-	$(PY) tools/show_batch.py --config bertjax/configs/bert_tiny.py --show 2
-	$(PY) tools/pretrain.py --config bertjax/configs/bert_tiny.py --workdir runs/demo/pretrain --unigram_baseline
-	$(PY) tools/finetune.py --config bertjax/configs/glue_demo.py --workdir runs/demo/finetune --compare_scratch
-	$(PY) tools/export.py --checkpoint runs/demo/pretrain --hf_dir runs/demo/hf --overwrite
+	$(BERTJAX) show_batch --config bert_tiny $(DATA) --show 2
+	$(BERTJAX) pretrain --config bert_tiny $(DATA) --workdir runs/demo/pretrain --unigram_baseline
+	$(BERTJAX) finetune --config glue_demo --config.train.init_checkpoint=runs/demo/pretrain \
+		--workdir runs/demo/finetune --compare_scratch
+	$(BERTJAX) export --checkpoint runs/demo/pretrain --output_dir runs/demo/hf --overwrite
 
-runs/demo/tokenizer.model: | $(STAMP)
-	$(PY) tools/train_tokenizer.py --output $@ --vocab_size 2048
+runs/demo/tokenizer/tokenizer.model: | $(STAMP)
+	$(BERTJAX) train_tokenizer --output_dir runs/demo/tokenizer --vocab_size 2048
 
-runs/demo/data/metadata.json: runs/demo/tokenizer.model
-	$(PY) tools/prepare_data.py --tokenizer $< --output_dir runs/demo/data --overwrite
+runs/demo/data/metadata.json: runs/demo/tokenizer/tokenizer.model
+	$(BERTJAX) prepare_data --tokenizer runs/demo/tokenizer --output_dir runs/demo/data --overwrite
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs/demo .jax_cache

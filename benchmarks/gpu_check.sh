@@ -16,8 +16,8 @@ python3 -c "import jax; d = jax.devices()[0]; assert d.platform == 'gpu', f'no G
 common="model.dtype=bfloat16,model.attention_dropout=0.0"
 run() {  # name, config, batch, length, predictions, attention
   echo "== $1 ($6 attention)"
-  timeout 240 python3 tools/benchmark.py --config "configs/$2.py:$common,model.attention_impl=$6" \
-    --batch_size "$3" --seq_length "$4" --predictions "$5" --steps 20 --warmup 3 \
+  timeout 240 python3 tools/benchmark.py --config "$2:$common,model.attention_impl=$6" \
+    --batch_size "$3" --max_seq_length "$4" --predictions "$5" --steps 20 --warmup 3 \
     --json "$out/$1_$6.json" | tail -2
 }
 run base_128 bert_base 256 128 20 cudnn

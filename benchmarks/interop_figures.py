@@ -66,7 +66,7 @@ def extraction_memory(lines: int, folder: pathlib.Path) -> list[tuple[int, float
         text.write_text("\n".join(itertools.islice(itertools.cycle(sentences), lines * scale)) + "\n")
         output = subprocess.run(
             [sys.executable, "tools/extract_features.py", f"--checkpoint={folder / 'run'}", f"--input=text:{text}",
-             f"--output={folder / f'features{scale}'}", "--layers=-1,-2,-3", "--pooling=mean",
+             f"--output_dir={folder / f'features{scale}'}", "--layers=-1,-2,-3", "--pooling=mean",
              "--max_seq_length=128", "--tokens_per_shard=65536"],
             cwd=ROOT, capture_output=True, text=True)
         if output.returncode:

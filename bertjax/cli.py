@@ -1,65 +1,229 @@
-"""What every `tools/` program shares: absl's `app.run`, with bad flags, config files, config overrides and
-bad input (missing files, malformed data, mismatched settings) reported as one message that names the flag,
-file or key, instead of a traceback. `--traceback` shows the traceback of such an error as well. A run stopped
-by a signal (after writing its checkpoint) exits with `faults.PREEMPTED_EXIT_CODE` (75)."""
+"""The `bertjax` command, and what every one of its subcommands shares.
 
+    bertjax pretrain --config bert_tiny --workdir runs/tiny --config.data.prepared_dir=data/tiny
+    bertjax config show bert_tiny            # every key, its value, type and meaning
+
+One subcommand per job, each a module of `bertjax.commands` that defines its absl flags and a `main(argv)`;
+`tools/NAME.py` runs the same as `bertjax NAME`. A subcommand's module imports only absl at the top, so
+`--help` answers at once; JAX and the rest are imported when the job runs.
+
+What the subcommands share: `--help` (exit 0), `--config NAME|PATH[:arg]` with `--config.KEY=VALUE` overrides
+(`bertjax.configs`), bad flags, configs and input reported as one line that names the flag, file or key
+(`--traceback` shows the traceback too), and exit 75 (`faults.PREEMPTED_EXIT_CODE`) for a run stopped by a
+signal after writing its checkpoint.
+"""
+
+import importlib
 import pathlib
+import re
 import resource
 import sys
 from collections.abc import Callable
 
 from absl import app, flags, logging
 
-from bertjax import faults
+# name: what it does. The modules are imported only when their subcommand runs.
+COMMANDS = {
+    "train_tokenizer": "train a SentencePiece or WordPiece tokenizer with BERT's special tokens",
+    "prepare_data": "tokenize a corpus into shards for pretraining",
+    "show_batch": "print pretraining examples as the model sees them",
+    "pretrain": "pretrain a model (masked LM + sentence task, or a language model)",
+    "finetune": "fine-tune on GLUE, SQuAD, NER, SWAG or your own labelled files",
+    "predict": "predictions of a fine-tuned model on raw text",
+    "extract_features": "hidden states of chosen layers, ELMo-style",
+    "export": "write a checkpoint as an HF folder, or as bertjax's parameter file",
+    "convert_hf": "convert an HF BERT folder (or cached Hub id) into a bertjax run",
+    "generate": "sample text from a causal language model",
+    "benchmark": "time the compiled pretraining step: throughput, FLOPs, MFU",
+    "model_info": "parameter counts, initial loss and step time of a config's model",
+    "prepare_glue": "prepare GLUE's files as TFDS datasets",
+    "reproduce": "the experiments behind BERT's objectives, on the built-in corpus",
+    "config": "list the shipped configs, or show a config's keys with values, types and meanings",
+}
 
-
-def _message(error: BaseException) -> str:
-    # config_flags wraps a KeyError in an AttributeError; KeyError's str() adds quotes: unwrap both.
-    while isinstance(error, KeyError | AttributeError) and error.args:
-        error = error.args[0] if isinstance(error.args[0], BaseException) else error.args[0]
-        if isinstance(error, str):
-            return error
-    message = str(error)
-    if "Traceback" in message:  # config_flags quotes the config file's traceback: keep its verdict
-        lines = [line for line in message.splitlines() if line.strip()]
-        message = f"{lines[0]} {lines[-1]}"
-    return message
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    try:
-        remaining = flags.FLAGS(argv)
-        for name in flags.FLAGS:  # a config file that failed to load raises on first use: use it now
-            getattr(flags.FLAGS[name].value, "keys", None)
-        return remaining
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as error:
-        print(f"{argv[0]}: error: {_message(error)}\nRun with --help for the flags.", file=sys.stderr)
-        sys.exit(2)
-
+# The errors bertjax raises for input a user can fix; anything else keeps its traceback. `faults.TrainingFault`
+# (a fault the loop detected and explains) counts too.
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ValueError)
+_HELP = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
 
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full traceback of an input or config error.")
 
-# The errors bertjax raises for input a user can fix, and faults it detected and explains; anything else keeps
-# its traceback.
-USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ValueError, faults.TrainingFault)
+
+class ConfigHolder:
+    """`--config`: its `.value` is the loaded config, with the `--config.KEY=VALUE` overrides applied."""
+
+    def __init__(self, name: str, training: bool):
+        self.name, self.training = name, training
+        self.overrides: list[str] = []
+        self._value = None
+
+    @property
+    def value(self):
+        if self._value is None:
+            raise RuntimeError(f"--{self.name} is read before the flags are parsed.")
+        return self._value
+
+    def load(self) -> None:
+        from bertjax import configs
+
+        spec = flags.FLAGS[self.name].value
+        if spec is None:
+            return  # absl reports a required flag left out
+        config = configs.load(spec, self.overrides)
+        log_format = flags.FLAGS["log_format"].value if self.training else None
+        if log_format:
+            with config.unlocked():
+                config.train.log_format = log_format
+        self._value = config
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-    def guarded(argv):
+_CONFIGS: list[ConfigHolder] = []
+
+
+def DEFINE_config(name: str = "config", *, training: bool = False, required: bool = True) -> ConfigHolder:  # noqa: N802
+    """`--NAME`: a shipped config by name or a config file by path, `[:arg]`, with `--NAME.KEY=VALUE`
+    overrides. `training`: also `--log_format`, a shorthand for `train.log_format`."""
+    from bertjax import configs
+
+    module = _absl_module(sys._getframe(1).f_globals["__name__"])  # its --help lists the flags it defines
+    flags.DEFINE_string(name, None, f"A config: a shipped one by name ({', '.join(configs.names())}) or a file by "
+                        f"path, with an optional :arg for its get_config(arg). Override a key with --{name}.KEY=VALUE; "
+                        f"`bertjax config show NAME` lists the keys.", required=required, module_name=module)
+    if training:
+        flags.DEFINE_enum("log_format", None, ["auto", "bar", "plain"],
+                          "Sets train.log_format: a progress bar on a terminal and plain lines otherwise (auto), "
+                          "or always one of them.", module_name=module)
+    holder = ConfigHolder(name, training)
+    _CONFIGS.append(holder)
+    return holder
+
+
+def _absl_module(name: str) -> str:
+    return sys.argv[0] if name == "__main__" else name  # absl files a script's flags under its path
+
+
+def _take_overrides(argv: list[str]) -> list[str]:
+    """Remove `--config.KEY=VALUE`, `--config.KEY VALUE`, `--config.KEY` (true) and `--noconfig.KEY` (false)
+    from argv, into each config holder's overrides; return the rest for absl."""
+    rest, index = [], 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            rest.extend(argv[index:])
+            break
+        holder = next((holder for holder in _CONFIGS
+                       if re.match(rf"^--?(no)?{re.escape(holder.name)}\.", arg)), None)
+        if holder is None:
+            rest.append(arg)
+        else:
+            negated, body = re.match(rf"^--?(no)?{re.escape(holder.name)}\.(.*)$", arg).groups()
+            if negated:
+                holder.overrides.append(f"{body}=false")
+            elif "=" in body:
+                holder.overrides.append(body)
+            elif index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+                index += 1
+                holder.overrides.append(f"{body}={argv[index]}")
+            else:  # a bare --config.data.packing turns a boolean on
+                holder.overrides.append(f"{body}=true")
+        index += 1
+    return rest
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str):
+        return error.args[0]  # str() of a KeyError adds quotes
+    return str(error)
+
+
+def _help(argv: list[str], module_name: str, doc: str | None) -> str:
+    """The subcommand's docstring and its flags; --helpfull adds absl's own."""
+    lines = [f"usage: {argv[0]} [flags]", "", (doc or "").strip(), "", "flags:",
+             flags.FLAGS.module_help(module_name) or "  (none)", "", "shared flags:", flags.FLAGS.module_help(__name__)]
+    if "--helpfull" in argv:
+        lines += ["", "all flags:", flags.FLAGS.get_help()]
+    return "\n".join(lines)
+
+
+def _parser(module_name: str, doc: str | None):
+    def parse(argv: list[str]) -> list[str]:
+        if any(arg in _HELP for arg in argv[1:argv.index("--") if "--" in argv else None]):
+            print(_help(argv, module_name, doc))
+            sys.exit(0)
+        try:
+            remaining = flags.FLAGS(_take_overrides(argv))
+            for holder in _CONFIGS:
+                if holder.overrides and flags.FLAGS[holder.name].value is None:
+                    raise flags.Error(f"--{holder.name}.{holder.overrides[0]} is given without --{holder.name}.")
+                holder.load()
+            return remaining
+        except (flags.Error, *USER_ERRORS, TypeError, OSError) as error:
+            if flags.FLAGS.is_parsed() and _TRACEBACK.value:
+                raise
+            print(f"{argv[0]}: error: {_message(error)}\nRun with --help for the flags.", file=sys.stderr)
+            sys.exit(2)
+    return parse
+
+
+def _user_error(error: BaseException) -> bool:
+    faults = sys.modules.get("bertjax.faults")  # not imported: the error cannot be one of its faults
+    return isinstance(error, USER_ERRORS) or (faults is not None and isinstance(error, faults.TrainingFault))
+
+
+def run(main: Callable[[list[str]], None], argv: list[str] | None = None, *, module_name: str = "__main__",
+        doc: str | None = None) -> None:
+    """Parse the flags of `argv` and run `main`, with bertjax's help, errors and exit codes."""
+    argv = list(sys.argv if argv is None else argv)
+
+    def guarded(remaining):
         if not flags.FLAGS["verbosity"].present:  # library INFO logs would break up the progress bar
             logging.set_verbosity(logging.WARNING)
         try:
-            return main(argv)
-        except faults.Preempted as stop:  # a checkpoint is written: the same command resumes
-            print(f"{argv[0]}: {stop}", file=sys.stderr)
-            sys.exit(faults.PREEMPTED_EXIT_CODE)
-        except USER_ERRORS as error:
-            if _TRACEBACK.value:
+            return main(remaining)
+        except Exception as error:
+            faults = sys.modules.get("bertjax.faults")
+            if faults is not None and isinstance(error, faults.Preempted):  # a checkpoint is written: rerun
+                print(f"{argv[0]}: {error}", file=sys.stderr)
+                sys.exit(faults.PREEMPTED_EXIT_CODE)
+            if not _user_error(error) or _TRACEBACK.value:
                 raise
             print(f"{argv[0]}: error: {_message(error)}", file=sys.stderr)
             sys.exit(1)
 
-    app.run(guarded, flags_parser=_parse_flags)
+    app.run(guarded, argv=argv, flags_parser=_parser(_absl_module(module_name), doc))
+
+
+def run_command(name: str, args: list[str]) -> None:
+    """Run subcommand `name` with its arguments (`bertjax NAME ARGS...`, `python tools/NAME.py ARGS...`)."""
+    module = importlib.import_module(f"bertjax.commands.{name}")
+    run(module.main, [f"bertjax {name}", *args], module_name=module.__name__, doc=module.__doc__)
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {what}" for name, what in COMMANDS.items())
+    return (f"usage: bertjax COMMAND [flags]   (bertjax COMMAND --help: its flags)\n\n"
+            f"Pretrain and fine-tune BERT-style encoders in JAX.\n\ncommands:\n{rows}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `bertjax` console script."""
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in _HELP:
+        print(_usage(), file=sys.stdout if len(argv) >= 2 else sys.stderr)
+        sys.exit(0 if len(argv) >= 2 else 2)
+    if argv[1] == "--version":
+        from importlib import metadata
+        print(f"bertjax {metadata.version('bertjax')}")
+        sys.exit(0)
+    name = argv[1].replace("-", "_")
+    if name not in COMMANDS:
+        import difflib
+        close = difflib.get_close_matches(name, list(COMMANDS), n=2)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        print(f"bertjax: unknown command {argv[1]!r}.{hint} `bertjax --help` lists them.", file=sys.stderr)
+        sys.exit(2)
+    run_command(name, argv[2:])
 
 
 def peak_memory_mb() -> float:

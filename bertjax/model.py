@@ -58,27 +58,27 @@ VARIANTS = {
 class BertConfig:
     """Every size and switch of the encoder. Defaults are BERT-base with the uncased 30,522 vocab."""
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout: float = 0.1
-    attention_dropout: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
+    vocab_size: int = 30522  # token ids; unset in a config: the tokenizer's size
+    hidden_size: int = 768  # D, the width of every layer
+    num_layers: int = 12  # Transformer blocks
+    num_heads: int = 12  # attention heads per block; hidden_size / num_heads is the head size
+    intermediate_size: int = 3072  # F, the feed-forward layer's inner width (BERT: 4 D)
+    hidden_act: str = "gelu"  # the feed-forward activation: see ACTIVATIONS
+    hidden_dropout: float = 0.1  # dropout on embeddings and on each sub-layer's output
+    attention_dropout: float = 0.1  # dropout on the attention probabilities
+    max_position_embeddings: int = 512  # the longest row the learned positions cover
+    type_vocab_size: int = 2  # segment ids (sentence A and B)
+    layer_norm_eps: float = 1e-12  # added to the variance in every LayerNorm
+    initializer_range: float = 0.02  # standard deviation of the truncated-normal initial weights
     pre_layer_norm: bool = False  # False: the original post-LN BERT
     causal: bool = False  # True: each position sees only itself and earlier ones (GPT-style)
     dtype: str = "float32"  # compute dtype of matrix multiplications
-    param_dtype: str = "float32"
-    attention_impl: str = "auto"
-    remat: str = "none"  # none | full | dots: see REMAT_POLICIES
+    param_dtype: str = "float32"  # dtype of the stored parameters
+    attention_impl: str = "auto"  # auto | manual | xla | cudnn (ATTENTION_IMPLS)
+    remat: str = "none"  # rematerialise in the backward pass: none | full | dots (REMAT_POLICIES)
     scan_layers: bool = False  # one scanned layer (parameters stacked on a leading "layers" axis): fast compiles
-    dense_backward: str = "auto"  # see DENSE_BACKWARDS
-    dropout_impl: str = "bits16"  # see DROPOUT_IMPLS
+    dense_backward: str = "auto"  # the dense layers' backward pass: auto | xla | transposed_kernel (DENSE_BACKWARDS)
+    dropout_impl: str = "bits16"  # how dropout masks are drawn: bits16 | flax (DROPOUT_IMPLS)
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:

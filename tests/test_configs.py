@@ -34,9 +34,11 @@ def test_config_argument_overrides_with_the_key_type():
 
 
 @pytest.mark.parametrize("arg, message", [
-    ("model.hiden_size=3", "unknown key 'model.hiden_size'"),
-    ("modle.dtype=bfloat16", "no config group 'modle'"),
-    ("seed=three", "Config argument 'seed=three'"),
+    ("model.hiden_size=3", "unknown config key 'model.hiden_size'. Did you mean model.hidden_size?"),
+    ("modle.dtype=bfloat16", "unknown config key 'modle.dtype'. Did you mean model.dtype?"),
+    ("data.max_seq_len=64", "Did you mean data.max_seq_length?"),
+    ("seed=three", "seed: 'three' is not an int"),
+    ("data.packing=maybe", "data.packing: 'maybe' is not true or false"),
     ("seed", "not of the form key=value"),
 ])
 def test_bad_config_argument_names_the_key(arg, message):
@@ -50,11 +52,15 @@ def _run_tool(*args):
 
 
 def test_unknown_override_on_the_command_line_fails_naming_the_key():
-    result = _run_tool("--config", "bertjax/configs/bert_tiny.py", "--config.model.hiden_size=3")
-    assert result.returncode == 2
-    assert "hiden_size" in result.stderr and "Traceback" not in result.stderr
-    result = _run_tool("--config", "bertjax/configs/missing.py")
-    assert result.returncode == 2 and "bertjax/configs/missing.py" in result.stderr
+    result = _run_tool("--config", "bert_tiny", "--config.train.learning_rate=1e-3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown config key 'train.learning_rate'. Did you mean optim.learning_rate?" in result.stderr
+    result = _run_tool("--config=bert_tiny", "--config.train.num_steps", "many")
+    assert result.returncode == 2 and "train.num_steps: 'many' is not an int" in result.stderr
+    result = _run_tool("--config", "bert_tiyn")
+    assert result.returncode == 2 and "no shipped config of that name; did you mean bert_tiny?" in result.stderr
+    result = _run_tool("--config", "missing/config.py")
+    assert result.returncode == 2 and "missing/config.py: no such file" in result.stderr
 
 
 def test_model_info_reports_the_parameter_count():
@@ -66,7 +72,7 @@ def test_model_info_reports_the_parameter_count():
     from bertjax.heads import BertForPretraining
     from bertjax.configs import bert_tiny
 
-    result = _run_tool("--config", "bertjax/configs/bert_tiny.py", "--config.model.num_layers=3", "--seq_length=32",
+    result = _run_tool("--config", "bert_tiny", "--config.model.num_layers=3", "--max_seq_length=32",
                        "--batch_size=2", "--steps=1")
     assert result.returncode == 0, result.stderr
     config = BertConfig.from_config(bert_tiny.get_config("model.num_layers=3").model)

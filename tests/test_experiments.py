@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bertjax.experiments import report, running
-from bertjax.experiments.running import Settings
+from bertjax.experiments import report, running, settings
+from bertjax.experiments.settings import Settings
 
 
 def test_settings_refuse_unknown_experiments_and_parts():
@@ -15,18 +15,18 @@ def test_settings_refuse_unknown_experiments_and_parts():
         Settings(experiments=("bert_mlm", "bert"))
     with pytest.raises(ValueError, match=r"--skip: unknown part\(s\) \['features2'\]; choose from finetune"):
         Settings(skip=("features2",))
-    assert Settings().experiments == tuple(running.EXPERIMENTS)
+    assert Settings().experiments == tuple(settings.EXPERIMENTS)
 
 
 def test_rates_parse_and_name_the_flag_when_bad():
-    assert running.parse_rates(["1e-4", "3e-3"]) == (1e-4, 3e-3)
+    assert settings.parse_rates(["1e-4", "3e-3"]) == (1e-4, 3e-3)
     with pytest.raises(ValueError, match="--finetune_learning_rates"):
-        running.parse_rates(["1e-4", "fast"])
+        settings.parse_rates(["1e-4", "fast"])
 
 
 def test_a_smoke_run_shrinks_the_later_budgets_in_proportion():
     assert Settings(steps=20).scaled(1000) == 67
-    assert Settings(steps=running.FULL_STEPS).scaled(1000) == 1000
+    assert Settings(steps=settings.FULL_STEPS).scaled(1000) == 1000
     assert Settings(steps=2000).scaled(1000) == 1000  # a longer run does not lengthen them
     assert Settings(steps=1).scaled(10) == 1
 

@@ -349,15 +349,17 @@ def _tool(name, *args):
 def test_convert_and_export_tools(tmp_path):
     (tmp_path / "source").mkdir()
     _hf_folder(tmp_path / "source", transformers.BertForSequenceClassification, num_labels=2)
-    result = _tool("convert_hf", f"--hf_dir={tmp_path / 'source'}", f"--output={tmp_path / 'run'}")
+    result = _tool("convert_hf", f"--checkpoint={tmp_path / 'source'}", f"--output_dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr
     assert "head sequence_classification" in result.stdout
-    result = _tool("export", f"--checkpoint={tmp_path / 'run'}", f"--hf_dir={tmp_path / 'hf'}",
-                   f"--params_dir={tmp_path / 'plain'}")
+    result = _tool("export", f"--checkpoint={tmp_path / 'run'}", f"--output_dir={tmp_path / 'hf'}")
     assert result.returncode == 0, result.stderr
-    assert "BertForSequenceClassification" in result.stdout
+    assert "BertForSequenceClassification" in result.stdout and (tmp_path / "hf" / "model.safetensors").is_file()
+    result = _tool("export", f"--checkpoint={tmp_path / 'run'}", f"--output_dir={tmp_path / 'plain'}",
+                   "--format=params")
+    assert result.returncode == 0, result.stderr
     assert (tmp_path / "plain" / "params.safetensors").is_file()
-    result = _tool("export", f"--checkpoint={tmp_path / 'nothing'}", f"--hf_dir={tmp_path / 'x'}")
+    result = _tool("export", f"--checkpoint={tmp_path / 'nothing'}", f"--output_dir={tmp_path / 'x'}")
     assert result.returncode == 1 and "not found" in result.stderr and "Traceback" not in result.stderr
 
 

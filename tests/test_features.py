@@ -176,7 +176,7 @@ def test_extract_features_tool_on_a_converted_hf_model_matches_hf(tmp_path):
     (tmp_path / "input.txt").write_text("\n".join(texts) + "\n")
     result = subprocess.run(
         [sys.executable, "tools/extract_features.py", f"--checkpoint={tmp_path / 'run'}",
-         f"--input=text:{tmp_path / 'input.txt'}", f"--output={tmp_path / 'features'}", "--layers=-1,-2",
+         f"--input=text:{tmp_path / 'input.txt'}", f"--output_dir={tmp_path / 'features'}", "--layers=-1,-2",
          "--pooling=cls", "--max_seq_length=16", "--batch_size=2"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr

@@ -139,11 +139,11 @@ def test_generate_tool_continues_prompts_from_a_run(prepared_dir, sp_tokenizer_p
     train.train_and_evaluate(config, tmp_path, causal_lm.LanguageModelTask(config))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's bertjax, whatever is installed
     result = subprocess.run(
-        [sys.executable, "tools/generate.py", f"--workdir={tmp_path}", "--prompt=Return the", "--prompt=A",
+        [sys.executable, "tools/generate.py", f"--checkpoint={tmp_path}", "--prompt=Return the", "--prompt=A",
          "--max_new_tokens=5", "--temperature=0.8", "--top_k=20", "--seed=1"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Return the") == 1 and result.stdout.count("\n") >= 2
-    result = subprocess.run([sys.executable, "tools/generate.py", f"--workdir={tmp_path / 'none'}", "--prompt=A"],
+    result = subprocess.run([sys.executable, "tools/generate.py", f"--checkpoint={tmp_path / 'none'}", "--prompt=A"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 1 and "config.json" in result.stderr and "Traceback" not in result.stderr

@@ -292,7 +292,7 @@ def test_the_finetune_tool_evaluates_only(classification_run):
     workdir, config, results = classification_run
     overrides = [f"--config.finetune.data_dir={config.finetune.data_dir}", "--config.train.eval_batch_size=8",
                  f"--config.data.tokenizer={config.data.tokenizer}", "--config.data.max_seq_length=32"]
-    done = subprocess.run([sys.executable, "tools/finetune.py", "--config=bertjax/configs/glue.py:task=sst2",
+    done = subprocess.run([sys.executable, "tools/finetune.py", "--config=glue:task=sst2",
                            f"--workdir={workdir}", "--evaluate_only", *overrides], cwd=ROOT, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr

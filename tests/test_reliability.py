@@ -64,7 +64,7 @@ def _start(workdir, prepared_dir, sp_tokenizer_path, *extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}  # one device: quick
 
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fault_driver.py"), "--config=bertjax/configs/bert_tiny.py", *args,
+        [sys.executable, str(ROOT / "tests" / "fault_driver.py"), "--config=bert_tiny", *args,
          f"--workdir={workdir}", *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

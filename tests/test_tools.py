@@ -23,10 +23,10 @@ def corpus_file(tmp_path_factory, builtin_documents):
 
 
 def test_train_prepare_and_show(corpus_file, tmp_path):
-    model, prepared = tmp_path / "tok.model", tmp_path / "data"
-    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output={model}", "--vocab_size=600")
+    model, prepared = tmp_path / "tok", tmp_path / "data"
+    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output_dir={model}", "--vocab_size=600")
     assert result.returncode == 0, result.stderr
-    assert "600 pieces" in result.stdout and model.is_file()
+    assert "600 pieces" in result.stdout and (model / "tokenizer.model").is_file()
 
     result = _run("prepare_data", f"--corpus=text:{corpus_file}", f"--tokenizer={model}", f"--output_dir={prepared}",
                   "--validation_fraction=0.1", "--num_workers=1")
@@ -34,7 +34,7 @@ def test_train_prepare_and_show(corpus_file, tmp_path):
     metadata = json.loads((prepared / "metadata.json").read_text())
     assert metadata["splits"]["train"]["documents"] + metadata["splits"]["validation"]["documents"] == 400
 
-    result = _run("show_batch", "--config=bertjax/configs/bert_tiny.py", f"--config.data.tokenizer={model}",
+    result = _run("show_batch", "--config=bert_tiny", f"--config.data.tokenizer={model}",
                   f"--config.data.prepared_dir={prepared}", "--config.data.sentence_task=sop", "--batches=5")
     assert result.returncode == 0, result.stderr
     assert "[CLS]" in result.stdout and "[MASK]" in result.stdout and "sentence task sop" in result.stdout
@@ -44,19 +44,19 @@ def test_train_prepare_and_show(corpus_file, tmp_path):
     assert result.returncode == 1 and "--overwrite" in result.stderr and "Traceback" not in result.stderr
     result = _run("prepare_data", f"--tokenizer={tmp_path / 'none.model'}", f"--output_dir={tmp_path / 'x'}")
     assert result.returncode == 1 and "none.model not found" in result.stderr
-    result = _run("show_batch", "--config=bertjax/configs/bert_tiny.py", f"--config.data.tokenizer={model}",
+    result = _run("show_batch", "--config=bert_tiny", f"--config.data.tokenizer={model}",
                   f"--config.data.prepared_dir={tmp_path}")
-    assert result.returncode == 1 and "tools/prepare_data.py" in result.stderr
+    assert result.returncode == 1 and "bertjax prepare_data" in result.stderr
 
 
 def test_train_a_wordpiece_folder_and_prepare_with_it(corpus_file, tmp_path):
     from bertjax.data import tokenizer
 
     folder = tmp_path / "wordpiece"
-    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output={folder}", "--vocab_size=600",
+    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output_dir={folder}", "--vocab_size=600",
                   "--model_type=wordpiece", "--cased")
     assert result.returncode == 0, result.stderr
-    assert "600 pieces (wordpiece, cased" in result.stdout and f"--config.data.tokenizer={folder}" in result.stdout
+    assert "600 pieces (wordpiece, cased" in result.stdout and f"--tokenizer {folder}" in result.stdout
     assert json.loads((folder / "tokenizer_config.json").read_text())["do_lower_case"] is False
     assert sorted(path.name for path in tmp_path.iterdir()) == ["wordpiece"]  # nothing partial left beside it
 
@@ -72,9 +72,9 @@ def test_train_a_wordpiece_folder_and_prepare_with_it(corpus_file, tmp_path):
                   f"--output_dir={tmp_path / 'other'}", "--lowercase")
     assert result.returncode == 1 and "contradicts" in result.stderr and "Traceback" not in result.stderr
 
-    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output={prepared}", "--model_type=wordpiece")
+    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output_dir={prepared}", "--model_type=wordpiece")
     assert result.returncode == 1 and "is not a tokenizer folder" in result.stderr
-    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output={tmp_path / 'x.model'}", "--cased")
+    result = _run("train_tokenizer", f"--corpus=text:{corpus_file}", f"--output_dir={tmp_path / 'x'}", "--cased")
     assert result.returncode == 1 and "--cased is for --model_type wordpiece" in result.stderr
 
 
@@ -90,7 +90,7 @@ def test_prepare_glue_from_zip_files_and_finetune_errors(tmp_path):
         with zipfile.ZipFile(downloads / f"{folder}.zip", "w") as archive:
             for path in sorted((extracted / folder).iterdir()):
                 archive.write(path, f"{folder}/{path.name}")
-    result = _run("prepare_glue", f"--glue_dir={downloads}", f"--data_dir={tmp_path / 'tfds'}")
+    result = _run("prepare_glue", f"--glue_dir={downloads}", f"--output_dir={tmp_path / 'tfds'}")
     assert result.returncode == 0, result.stderr
     assert "glue/sst2" in result.stdout and "glue/rte" in result.stdout and "glue/cola" not in result.stdout
     import tensorflow_datasets as tfds
@@ -99,12 +99,12 @@ def test_prepare_glue_from_zip_files_and_finetune_errors(tmp_path):
     source = tfds.data_source("glue/rte", split="validation", data_dir=str(tmp_path / "tfds"))
     assert len(source) == 13 and {int(source[i]["label"]) for i in range(len(source))} == {0, 1}
 
-    result = _run("prepare_glue", f"--glue_dir={downloads}", f"--data_dir={tmp_path / 'tfds'}", "--tasks=sst3")
+    result = _run("prepare_glue", f"--glue_dir={downloads}", f"--output_dir={tmp_path / 'tfds'}", "--tasks=sst3")
     assert result.returncode == 1 and "unknown task(s) ['sst3']" in result.stderr
-    result = _run("finetune", "--config=bertjax/configs/glue.py:task=sst2", f"--workdir={tmp_path / 'run'}",
+    result = _run("finetune", "--config=glue:task=sst2", f"--workdir={tmp_path / 'run'}",
                   f"--config.train.init_checkpoint={tmp_path / 'nothing'}")
     assert result.returncode == 1 and "does not exist" in result.stderr and "Traceback" not in result.stderr
-    result = _run("finetune", "--config=bertjax/configs/glue.py:task=glue9", f"--workdir={tmp_path / 'run'}",
+    result = _run("finetune", "--config=glue:task=glue9", f"--workdir={tmp_path / 'run'}",
                   "--config.model.variant=tiny", "--config.data.tokenizer=none.model")
     assert result.returncode == 1 and "finetune.task='glue9'" in result.stderr
 
@@ -139,7 +139,7 @@ def test_prepare_data_names_wrong_input_and_never_leaves_validation_empty(corpus
     result = prepare(f"--corpus=jsonl:{records}:body", "--validation_fraction=0", "--allow_empty_validation",
                      "--overwrite")
     assert result.returncode == 0 and "WARNING" in result.stderr and "validation split is empty" in result.stderr
-    result = _run("pretrain", "--config=bertjax/configs/bert_tiny.py", f"--workdir={tmp_path / 'run'}",
+    result = _run("pretrain", "--config=bert_tiny", f"--workdir={tmp_path / 'run'}",
                   f"--config.data.tokenizer={sp_tokenizer_path}", f"--config.data.prepared_dir={prepared}",
                   "--config.model.vocab_size=4000")
     assert result.returncode == 1 and "Split 'validation'" in result.stderr and "holds no documents" in result.stderr

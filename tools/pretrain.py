@@ -1,68 +1,8 @@
-"""Pretrain a BERT (masked LM + next-sentence or sentence-order prediction), or continue one; or, as the
-config's `task` says, a forward (GPT-style) language model or one of the objectives BERT is compared with
-(`bertjax.tasks.causal_lm`).
+"""`bertjax pretrain`, run from a checkout: `python tools/pretrain.py --help` (the code: bertjax/commands/pretrain.py)."""
 
-    python tools/pretrain.py --config bertjax/configs/bert_tiny.py --workdir runs/demo/pretrain
-    python tools/pretrain.py --config bertjax/configs/gpt_tiny.py --workdir runs/demo/gpt
-    python tools/pretrain.py --config bertjax/configs/bert_base.py --workdir runs/base \\
-        --config.data.tokenizer=wiki.model --config.data.prepared_dir=data/wiki --config.train.num_steps=1000000
+import sys
 
-Running the same command again resumes from the work directory's latest checkpoint. The work directory
-gets config.json, checkpoints/, metrics.jsonl and TensorBoard event files. On SIGTERM or Ctrl-C the run
-finishes its step, writes a checkpoint and exits with status 75 (a second Ctrl-C stops at once); a
-non-finite loss stops it with status 1 (see docs/reliability.md).
-
-Several hosts (a TPU pod slice, a SLURM GPU job): run the same command on every host with --distributed;
-elsewhere add --coordinator_address=HOST:PORT --num_processes=N --process_id=I (see docs/scaling.md).
-"""
-
-import jax
-from absl import flags
-from ml_collections import config_flags
-
-from bertjax import cli, sharding, train
-from bertjax.tasks import causal_lm
-from bertjax.tasks.pretraining import PretrainingTask
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. bertjax/configs/bert_tiny.py[:key=value,...]",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Join JAX's multi-process runtime (detected on TPU pods and SLURM clusters).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, where not detected.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, where not detected.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, where not detected.")
-_UNIGRAM_BASELINE = flags.DEFINE_bool(
-    "unigram_baseline", False,
-    "BERT pretraining: at the end, compare with a context-free guess (reads the training split once).")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def make_task(config):
-    """The task the config's `task` key names."""
-    if config.task == "pretraining":
-        return PretrainingTask(config)
-    if config.task in causal_lm.OBJECTIVES:
-        return causal_lm.LanguageModelTask(config)
-    raise ValueError(f"task={config.task!r} is unknown; choose pretraining or one of {causal_lm.OBJECTIVES}.")
-
-
-def main(argv):
-    del argv
-    if _DISTRIBUTED.value or _COORDINATOR.value:
-        sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    task = make_task(_CONFIG.value)
-    metrics = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, task)
-    if jax.process_index() != 0:
-        return
-    print(f"run directory {_WORKDIR.value}: config.json, checkpoints/, metrics.jsonl, TensorBoard events; "
-          f"peak host memory {cli.peak_memory_mb():,.0f} MB")
-    print("final evaluation: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
-    if _UNIGRAM_BASELINE.value and isinstance(task, PretrainingTask):
-        baseline = task.unigram_baseline(_CONFIG.value.train.eval_batch_size)
-        print(f"held-out MLM accuracy {metrics['mlm_accuracy']:.1%} (loss {metrics['mlm_loss']:.3f}) against the "
-              f"unigram baseline's {baseline['mlm_accuracy']:.1%} (loss {baseline['mlm_loss']:.3f})")
-
+from bertjax import cli
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run_command("pretrain", sys.argv[1:])

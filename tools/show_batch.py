@@ -1,76 +1,8 @@
-"""Print the first examples of a pretraining batch as text, as the model will see them, with statistics.
+"""`bertjax show_batch`, run from a checkout: `python tools/show_batch.py --help` (the code: bertjax/commands/show_batch.py)."""
 
-    python tools/show_batch.py --config bertjax/configs/bert_tiny.py
-    python tools/show_batch.py --config bertjax/configs/bert_tiny.py --config.data.packing=true --split validation
-"""
-
-import time
-
-import numpy as np
-from absl import flags
-from ml_collections import config_flags
+import sys
 
 from bertjax import cli
-from bertjax.data import pipeline, tokenizer
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
-flags.mark_flags_as_required(["config"])
-_SPLIT = flags.DEFINE_enum("split", "train", ["train", "validation"], "Which split.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
-_SHOW = flags.DEFINE_integer("show", 3, "Rows to print.")
-_BATCHES = flags.DEFINE_integer("batches", 50, "Batches read for the statistics.")
-
-
-def _render(tokens: np.ndarray, vocabulary: tokenizer.Tokenizer, mask: np.ndarray, targets: dict[int, int]) -> str:
-    """Real tokens as text; [MASK] and the other specials by name; <piece> where a prediction target was
-    replaced by a random token or kept."""
-    names = {vocabulary.cls_id: "[CLS]", vocabulary.sep_id: "[SEP]", vocabulary.mask_id: "[MASK]"}
-    text = ""
-    for position, token in enumerate(tokens.tolist()):
-        if mask[position] == 0:
-            continue
-        piece = names.get(token) or vocabulary.decode([token])
-        if position in targets and token not in names:
-            piece = f"<{piece}>"
-        text += (" " if token in names or vocabulary.word_start[token] or text.endswith("]") else "") + piece
-    return text.strip()
-
-
-def main(argv):
-    del argv
-    config = _CONFIG.value
-    vocabulary = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
-    train = _SPLIT.value == "train"
-    dataset = pipeline.pretraining_dataset(config.data, vocabulary, _SPLIT.value, batch_size=_BATCH_SIZE.value,
-                                           seed=config.seed, train=train)
-    iterator = iter(dataset)
-    first = next(iterator)
-    for row in range(min(_SHOW.value, _BATCH_SIZE.value)):
-        predicted = first["masked_weights"][row] > 0
-        targets = dict(zip(first["masked_positions"][row][predicted].tolist(),
-                           first["masked_ids"][row][predicted].tolist()))
-        label = first.get("sentence_label")
-        print(f"--- row {row}" + (f", sentence label {label[row].tolist()}" if label is not None else ""))
-        print(_render(first["input_ids"][row], vocabulary, first["attention_mask"][row], targets))
-        print("    targets: " + " ".join(vocabulary.decode([t]) for t in targets.values()))
-
-    start, batches = time.perf_counter(), [first]
-    for batch in iterator:
-        batches.append(batch)
-        if len(batches) == _BATCHES.value:
-            break
-    seconds = time.perf_counter() - start
-    real = sum(int((batch["attention_mask"] > 0).sum()) for batch in batches)
-    predictions = sum(float(batch["masked_weights"].sum()) for batch in batches)
-    rows = len(batches) * _BATCH_SIZE.value
-    print(f"{len(batches)} batches of {first['input_ids'].shape}: {real / rows:.1f} real tokens per row "
-          f"({real / first['input_ids'].size / len(batches):.0%} of the row), {predictions / real:.1%} of them "
-          f"predicted, {(len(batches) - 1) * _BATCH_SIZE.value / max(seconds, 1e-9):,.0f} rows/s")
-    if "sentence_label" in first:
-        weights = np.concatenate([batch["sentence_weights"].ravel() for batch in batches])
-        labels = np.concatenate([batch["sentence_label"].ravel() for batch in batches])
-        print(f"sentence task {config.data.sentence_task}: label 1 in {labels[weights > 0].mean():.1%} of examples")
-
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run_command("show_batch", sys.argv[1:])

@@ -1,7 +1,7 @@
 """Fine-tuning on your own labelled files (`bertjax.tasks.classify`) with BERT's recipe: AdamW at 2e-5, batch 32,
 3 epochs, warmup over the first 10%, linear decay, sequences of 128.
 
-    python tools/finetune.py --config bertjax/configs/classify.py --workdir runs/spam \\
+    bertjax finetune --config classify --workdir runs/spam \\
         --config.train.init_checkpoint=runs/base --config.classify.train_file=train.csv \\
         --config.classify.validation_file=dev.csv --config.classify.test_file=test.csv \\
         --config.classify.text_a_column=text --predict

@@ -2,10 +2,18 @@
 
 The `model` group holds a `variant` (a row of `bertjax.model.VARIANTS`) and one key per `BertConfig`
 field, None meaning "the variant's value"; the keys are generated from the dataclass so the two can
-never disagree. Configs are locked: a key that is not defined here fails at once, with its name.
+never disagree. Configs are locked: a key that is not defined here fails at once, with its name and the
+nearest keys (`set_value`). Each key's comment here (for `model`, on `BertConfig`'s field) is its documentation:
+`bertjax config show CONFIG` prints it beside the key's value and type (`key_comments`).
 """
 
+import ast
 import dataclasses
+import difflib
+import functools
+import inspect
+import io
+import tokenize
 
 from ml_collections import config_dict
 
@@ -14,7 +22,7 @@ from bertjax.model import BertConfig
 
 def model_config() -> config_dict.ConfigDict:
     model = config_dict.ConfigDict()
-    model.variant = "base"
+    model.variant = "base"  # a row of bertjax.model.VARIANTS: tiny | mini | small | medium | base | large
     for field in dataclasses.fields(BertConfig):
         model[field.name] = config_dict.placeholder(type(field.default))
     return model
@@ -25,13 +33,13 @@ def data_config() -> config_dict.ConfigDict:
     data.tokenizer = config_dict.placeholder(str)  # SentencePiece .model; WordPiece folder, vocab.txt, tokenizer.json
     data.lowercase = config_dict.placeholder(bool)  # lower-case before WordPiece; None = the tokenizer's own setting
     data.prepared_dir = config_dict.placeholder(str)  # made by tools/prepare_data.py
-    data.max_seq_length = 128
+    data.max_seq_length = 128  # tokens per row, [CLS] and [SEP] included
     data.max_predictions_per_seq = 20  # BERT: 20 at length 128, 80 at 512
-    data.mask_rate = 0.15
-    data.whole_word_masking = False
+    data.mask_rate = 0.15  # share of tokens chosen for prediction (80% [MASK], 10% random, 10% kept)
+    data.whole_word_masking = False  # choose whole words: every piece of a chosen word is predicted
     data.sentence_task = "nsp"  # nsp | sop | none
-    data.short_seq_prob = 0.1
-    data.packing = False
+    data.short_seq_prob = 0.1  # share of pairs cut to a random shorter length, as BERT does
+    data.packing = False  # several examples per row (attention kept within each): fewer padding tokens
     data.max_examples_per_row = 4  # with packing
     data.num_workers = 0  # grain worker processes; 0 = in the main process
     return data
@@ -41,12 +49,12 @@ def optim_config() -> config_dict.ConfigDict:
     optim = config_dict.ConfigDict()
     optim.name = "adamw"  # adamw | lamb
     optim.learning_rate = 1e-4  # the peak, after warmup
-    optim.b1 = 0.9
-    optim.b2 = 0.999
-    optim.eps = 1e-6
+    optim.b1 = 0.9  # Adam/LAMB: decay of the first moment
+    optim.b2 = 0.999  # Adam/LAMB: decay of the second moment
+    optim.eps = 1e-6  # Adam/LAMB: added to the root of the second moment (BERT: 1e-6)
     optim.weight_decay = 0.01  # not on LayerNorm parameters and biases
     optim.schedule = "linear"  # linear | cosine | wsd | constant
-    optim.warmup_steps = 10_000
+    optim.warmup_steps = 10_000  # linear warmup from 0 to the peak; more than train.num_steps is clamped
     optim.warmup_fraction = config_dict.placeholder(float)  # if set: warmup as a share of training (BERT fine-tuning: 0.1)
     optim.end_lr_ratio = 0.0  # the final learning rate as a fraction of the peak
     optim.decay_fraction = 0.1  # wsd: the share of training spent decaying
@@ -57,20 +65,20 @@ def optim_config() -> config_dict.ConfigDict:
 
 def train_config() -> config_dict.ConfigDict:
     train = config_dict.ConfigDict()
-    train.num_steps = 1_000_000
+    train.num_steps = 1_000_000  # updates in the whole run (a resumed run continues towards it)
     train.global_batch_size = 256  # sequences per update, over all processes and accumulation steps
     train.accumulation_steps = 1  # micro-batches per update; the update equals one batch of the whole size
-    train.eval_batch_size = 256
-    train.log_every = 100
+    train.eval_batch_size = 256  # sequences per evaluation batch, over all processes
+    train.log_every = 100  # steps between training log lines (metrics.jsonl, TensorBoard, console)
     train.eval_every = 10_000  # 0 = only at the end
-    train.checkpoint_every = 10_000
-    train.keep_checkpoints = 3
+    train.checkpoint_every = 10_000  # steps between checkpoints (and one at the end)
+    train.keep_checkpoints = 3  # the newest checkpoints kept; older ones are deleted
     train.max_bad_steps = 0  # steps with a non-finite loss or gradient norm to skip (no update) before stopping
     train.init_checkpoint = config_dict.placeholder(str)  # weights to start from: a bertjax run or an HF folder
-    # Speed switches (docs/performance.md measures each): the MLM head on the masked positions only ("masked")
-    # or on every position ("all": the same loss, more work); donating the train state's buffers to the step.
+    # The MLM head on the masked positions only ("masked") or on every position ("all": the same loss, more work);
+    # docs/performance.md measures it
     train.mlm_positions = "masked"
-    train.donate_state = True
+    train.donate_state = True  # the step reuses the train state's buffers (less memory); off: for debugging
     # Live MFU in the training log: the chip's peak (TFLOP/s); unset: the data sheet's for known accelerators.
     train.peak_tflops = config_dict.placeholder(float)
     return train
@@ -90,8 +98,8 @@ def finetune_config() -> config_dict.ConfigDict:
 def mesh_config() -> config_dict.ConfigDict:
     mesh = config_dict.ConfigDict()
     mesh.data = -1  # -1: the devices the other axes leave
-    mesh.fsdp = 1
-    mesh.tensor = 1
+    mesh.fsdp = 1  # devices the parameters and optimizer state are sharded over (ZeRO-3 style)
+    mesh.tensor = 1  # devices each layer's matrices are split over (tensor parallel)
     mesh.rules = "dp"  # dp | fsdp | fsdp_tp: which parameter axes lie on which mesh axes (bertjax.sharding)
     return mesh
 
@@ -114,8 +122,8 @@ def squad_config() -> config_dict.ConfigDict:
 def ner_config() -> config_dict.ConfigDict:
     ner = config_dict.ConfigDict()
     ner.train_file = config_dict.placeholder(str)  # CoNLL-2003 format: word ... tag per line, blank between sentences
-    ner.validation_file = config_dict.placeholder(str)
-    ner.test_file = config_dict.placeholder(str)
+    ner.validation_file = config_dict.placeholder(str)  # the dev split (CoNLL-2003: eng.testa)
+    ner.test_file = config_dict.placeholder(str)  # tagged with --predict; scored too, as it has tags (eng.testb)
     # A sentence longer than data.max_seq_length - 2 sub-tokens is tagged in overlapping windows, each starting
     # about this many sub-tokens after the last; None: half a window
     ner.stride = config_dict.placeholder(int)
@@ -135,11 +143,11 @@ def classify_config() -> config_dict.ConfigDict:
     classify = config_dict.ConfigDict()
     # Any format bertjax.data.records reads, told by the name: .csv, .tsv, .jsonl (.gz, .zst), .parquet.
     classify.train_file = config_dict.placeholder(str)
-    classify.validation_file = config_dict.placeholder(str)
+    classify.validation_file = config_dict.placeholder(str)  # the dev split, scored at every evaluation
     classify.test_file = config_dict.placeholder(str)  # its label column is optional
-    classify.text_a_column = "text_a"
+    classify.text_a_column = "text_a"  # the column (or JSON field) of the text
     classify.text_b_column = config_dict.placeholder(str)  # the second text of a pair; unset: single texts
-    classify.label_column = "label"
+    classify.label_column = "label"  # the column of the label
     # HF's names: single_label_classification | regression (a float per row) | multi_label_classification
     classify.problem_type = "single_label_classification"
     # Comma-separated label names in id order; unset: the training file's labels, sorted (as numbers when all are
@@ -155,7 +163,7 @@ def classify_config() -> config_dict.ConfigDict:
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0  # parameter initialisation, data order and masks, dropout
-    # What tools/pretrain.py trains: "pretraining" (BERT: masked LM + sentence task), or a language-model
+    # What bertjax pretrain trains: "pretraining" (BERT: masked LM + sentence task), or a language-model
     # objective of bertjax.tasks.causal_lm: causal_lm (GPT-style), shifted_lm_unmasked, forward_backward, elmo.
     config.task = "pretraining"
     config.model = model_config()
@@ -171,33 +179,140 @@ def get_config() -> config_dict.ConfigDict:
     return config
 
 
-def _parse(value: str, kind: type):
-    if kind is bool:
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"expected true or false, found {value!r}")
-        return value.lower() in ("true", "1")
-    return kind(value)
+
+
+# --- setting keys from text: the :arg of a config file and --config.KEY=VALUE -------------------------------
+
+
+def flat_keys(config: config_dict.ConfigDict, prefix: str = "") -> list[tuple[str, object, type | None]]:
+    """(dotted key, value, type) of every key under `config`: the top-level keys, then each group's, in the
+    order this file defines them."""
+    rows = []
+    for name in config.keys():
+        value, dotted = config[name], f"{prefix}{name}"
+        if isinstance(value, config_dict.ConfigDict):
+            rows.extend(flat_keys(value, f"{dotted}."))
+        else:
+            rows.append((dotted, value, config.get_type(name)))
+    if prefix:
+        return rows
+    order = {key: index for index, key in enumerate(key_comments())}
+    groups = {"": -1}  # the top-level keys first
+    for key in order:  # a group's place: where its first key is defined
+        groups.setdefault(key.rpartition(".")[0], len(groups))
+    return sorted(rows, key=lambda row: (groups.get(row[0].rpartition(".")[0], len(groups)),
+                                         order.get(row[0], len(order))))
+
+
+def _suggestions(config: config_dict.ConfigDict, dotted: str) -> str:
+    """' Did you mean X?' for the known keys nearest to `dotted`: the same key name in another group first
+    (train.learning_rate -> optim.learning_rate), else the closest spellings."""
+    known = [key for key, _, _ in flat_keys(config)]
+    leaf = dotted.rsplit(".", 1)[-1]
+    close = [key for key in known if key.rsplit(".", 1)[-1] == leaf]
+    close = close or difflib.get_close_matches(dotted, known, n=3, cutoff=0.85)
+    if not close:  # a misspelt key in the right group: compare the last parts only
+        leaves = {key.rsplit(".", 1)[-1]: key for key in known}
+        close = [leaves[name] for name in difflib.get_close_matches(leaf, list(leaves), n=3, cutoff=0.75)]
+    return f" Did you mean {' or '.join(close)}?" if close else ""
+
+
+def _parse(dotted: str, text: str, kind: type | None, current):
+    """`text` as a value of the key's type. 'none' clears a key that is not a string."""
+    expected = getattr(kind, "__name__", "any")
+    if kind is not str and text.lower() in ("none", "null"):
+        return None
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
+        if kind is int:
+            number = float(text)  # 1e6 and 1_000_000 are whole numbers too
+            if not number.is_integer():
+                raise ValueError
+            return int(text) if text.lstrip("+-").replace("_", "").isdigit() else int(number)
+        if kind is float:
+            return float(text)
+        return text if kind in (str, None) else kind(text)
+    except ValueError:
+        example = "true or false" if kind is bool else f"an {expected}" if expected == "int" else f"a {expected}"
+        raise ValueError(f"config key {dotted}: {text!r} is not {example} (the key is {expected}; its value "
+                         f"is {current!r}).") from None
+
+
+def _unknown(config: config_dict.ConfigDict, dotted: str) -> str:
+    return (f"unknown config key {dotted!r}.{_suggestions(config, dotted)} `bertjax config show CONFIG` lists "
+            "every key.")
+
+
+def set_value(config: config_dict.ConfigDict, dotted: str, text: str) -> None:
+    """Set `dotted` (`optim.learning_rate`) from its text, typed like the key; an unknown key fails with the
+    nearest known ones, a wrong type with the key, the value and the type expected."""
+    *parents, leaf = dotted.strip().split(".")
+    group = config
+    for name in parents:
+        if name not in group or not isinstance(group[name], config_dict.ConfigDict):
+            raise KeyError(_unknown(config, dotted))
+        group = group[name]
+    if leaf not in group or isinstance(group[leaf], config_dict.ConfigDict):
+        raise KeyError(_unknown(config, dotted))
+    group[leaf] = _parse(dotted, text.strip(), group.get_type(leaf), group[leaf])
 
 
 def apply_arg(config: config_dict.ConfigDict, arg: str | None) -> config_dict.ConfigDict:
-    """Apply the `:arg` of `--config path.py:arg`: comma-separated `dotted.key=value` overrides,
-    typed like the key they replace (`bertjax/configs/bert_base.py:model.dtype=bfloat16,seed=3`)."""
+    """Apply the `:arg` of `--config NAME:arg`: comma-separated `dotted.key=value` overrides, typed like the key
+    they replace (`bert_base:model.dtype=bfloat16,seed=3`); then lock the config."""
     for item in filter(None, (arg or "").split(",")):
         dotted, separator, value = item.partition("=")
         if not separator:
             raise ValueError(f"Config argument {item!r} is not of the form key=value.")
-        *parents, leaf = dotted.strip().split(".")
-        group = config
-        for index, name in enumerate(parents):
-            if name not in group or not isinstance(group[name], config_dict.ConfigDict):
-                raise KeyError(f"Config argument {item!r}: no config group {'.'.join(parents[:index + 1])!r}.")
-            group = group[name]
-        if leaf not in group:
-            raise KeyError(f"Config argument {item!r}: unknown key {dotted!r}; "
-                           f"keys there: {sorted(group.keys())}.")
-        try:
-            group[leaf] = _parse(value.strip(), group.get_type(leaf))
-        except ValueError as error:
-            raise ValueError(f"Config argument {item!r}: {error}.") from None
+        set_value(config, dotted, value)
     config.lock()
     return config
+
+
+# --- each key's documentation: its comment here ---------------------------------------------------------------
+
+
+def _comments(source: str) -> dict[int, str]:
+    """Line number -> the text of the comment on that line."""
+    return {token.start[0]: token.string.lstrip("#").strip()
+            for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
+
+
+def _statement_comment(statement: ast.stmt, comments: dict[int, str], lines: list[str]) -> str:
+    """The comment at the end of the statement, else the block of comment lines right above it, as one line."""
+    trailing = comments.get(statement.end_lineno)
+    if trailing and lines[statement.end_lineno - 1].lstrip()[:1] != "#":
+        return trailing
+    above, line = [], statement.lineno - 1
+    while line in comments and lines[line - 1].lstrip().startswith("#"):
+        above.insert(0, comments[line])
+        line -= 1
+    return " ".join(above)
+
+
+@functools.cache
+def key_comments() -> dict[str, str]:
+    """Dotted key -> its comment in this file (`model.*`: on `BertConfig`'s fields), in order of definition."""
+    from bertjax import model
+
+    found = {}
+    for module, groups in ((inspect.getmodule(key_comments), "groups"), (model, None)):
+        source = inspect.getsource(module)
+        comments, lines = _comments(source), source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if groups is None and isinstance(node, ast.ClassDef) and node.name == "BertConfig":
+                for statement in node.body:
+                    if isinstance(statement, ast.AnnAssign):
+                        found[f"model.{statement.target.id}"] = _statement_comment(statement, comments, lines)
+            elif groups and isinstance(node, ast.FunctionDef):
+                for statement in node.body:
+                    target = statement.targets[0] if isinstance(statement, ast.Assign) else None
+                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+                        group = "" if target.value.id == "config" else f"{target.value.id}."
+                        if not (isinstance(statement.value, ast.Call) and getattr(statement.value.func, "id", "")
+                                .endswith("_config")):
+                            found[f"{group}{target.attr}"] = _statement_comment(statement, comments, lines)
+    return found

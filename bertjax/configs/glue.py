@@ -1,7 +1,7 @@
 """Fine-tuning on a GLUE task (or the built-in `stdlib` task) with BERT's recipe: AdamW at 2e-5, batch 32,
 3 epochs, warmup over the first 10%, linear decay, sequences of 128.
 
-    python tools/finetune.py --config bertjax/configs/glue.py:task=sst2 --workdir runs/sst2 \\
+    bertjax finetune --config glue:task=sst2 --workdir runs/sst2 \\
         --config.train.init_checkpoint=runs/base --config.finetune.data_dir=glue_data
 
 The model and the tokenizer come from `train.init_checkpoint` (a bertjax run or an HF BERT folder); a

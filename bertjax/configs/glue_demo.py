@@ -1,6 +1,6 @@
 """The demo's fine-tuning: which of ten standard-library packages a docstring comes from (the `stdlib`
-task), on top of the demo's pretrained BERT-tiny (`make demo` runs it after pretraining, and the same
-model from scratch for comparison)."""
+task), on top of the demo's pretrained BERT-tiny, named by --config.train.init_checkpoint (`make demo` runs
+it after pretraining, and the same model from scratch for comparison)."""
 
 from bertjax.configs import common, glue
 
@@ -8,7 +8,6 @@ from bertjax.configs import common, glue
 def get_config(arg: str | None = None):
     config = glue.get_config("task=stdlib")
     config.unlock()
-    config.train.init_checkpoint = "runs/demo/pretrain"
     config.optim.learning_rate = 1e-3  # a tiny model fine-tunes at a larger rate than BERT-base's 2e-5
     config.finetune.num_epochs = 8.0
     config.train.eval_every = 50

@@ -1,7 +1,7 @@
 """CoNLL-2003 named-entity tagging, fine-tuning the whole model: sequences of 128, AdamW at 5e-5, batch 32,
 3 epochs, warmup over the first 10%, linear decay.
 
-    python tools/finetune.py --config bertjax/configs/ner.py --workdir runs/ner \\
+    bertjax finetune --config ner --workdir runs/ner \\
         --config.train.init_checkpoint=runs/base --config.ner.train_file=eng.train \\
         --config.ner.validation_file=eng.testa --config.ner.test_file=eng.testb --predict
 

@@ -1,10 +1,10 @@
 """SQuAD fine-tuning with the BERT paper's recipe: sequences of 384 in windows every 128 tokens, AdamW at
 5e-5, warmup over the first 10%, linear decay; v1.1: 3 epochs at batch 32; v2.0: 2 epochs at batch 48.
 
-    python tools/finetune.py --config bertjax/configs/squad.py --workdir runs/squad \\
+    bertjax finetune --config squad --workdir runs/squad \\
         --config.train.init_checkpoint=runs/base \\
         --config.squad.train_file=train-v1.1.json --config.squad.validation_file=dev-v1.1.json --predict
-    python tools/finetune.py --config bertjax/configs/squad.py:v2 ... (train-v2.0.json, dev-v2.0.json)
+    bertjax finetune --config squad:v2 ... (train-v2.0.json, dev-v2.0.json)
 
 The model and the tokenizer come from `train.init_checkpoint` (a bertjax run or an HF BERT folder). An epoch
 is one pass over the training windows (features), not the questions.

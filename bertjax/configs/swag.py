@@ -2,7 +2,7 @@
 10%, linear decay; sequences of 128 (HF's run_swag example; the original pytorch-pretrained-bert script used 80,
 which fits SWAG's short contexts and endings as well).
 
-    python tools/finetune.py --config bertjax/configs/swag.py --workdir runs/swag \\
+    bertjax finetune --config swag --workdir runs/swag \\
         --config.train.init_checkpoint=runs/base --config.swag.train_file=swagaf/data/train.csv \\
         --config.swag.validation_file=swagaf/data/val.csv --config.swag.test_file=swagaf/data/test.csv --predict
 

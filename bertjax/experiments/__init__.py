@@ -1,5 +1,5 @@
 """The experiments behind BERT's masked objective, on the built-in corpus at a small, equal budget
-(`tools/reproduce.py` is their command line).
+(`bertjax reproduce` is their command line).
 
 Pretrains, each for the same number of updates of the same batch of rows (same tokens seen): BERT (masked LM
 + next-sentence prediction), a forward (GPT-style) causal LM, the unmasked shifted LM (predict t+1 with full
@@ -26,9 +26,7 @@ tokens):
 import pathlib
 import time
 
-from bertjax import files
-from bertjax.experiments import report, running
-from bertjax.experiments.running import EXPERIMENTS, Settings
+from bertjax.experiments.settings import EXPERIMENTS, Settings
 
 __all__ = ["EXPERIMENTS", "Settings", "reproduce"]
 
@@ -37,6 +35,9 @@ def reproduce(settings: Settings, workdir: pathlib.Path, output_dir: pathlib.Pat
     """Run (or reuse) every run `settings` asks for in `workdir`, then write `loss_curves.png`, `results.md`
     and `results.json` to `output_dir`; `command` is how the report says it was made. Returns what
     `results.json` holds."""
+    from bertjax import files
+    from bertjax.experiments import report, running
+
     start = time.perf_counter()
     running.prepare(workdir, settings)
     names = list(settings.experiments)

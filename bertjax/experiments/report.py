@@ -6,7 +6,7 @@ import pathlib
 import jax
 
 from bertjax import files
-from bertjax.experiments.running import CONTROL, TAGGING_ROWS, Settings
+from bertjax.experiments.settings import CONTROL, TAGGING_ROWS, Settings
 from bertjax.tasks import glue
 
 TAGGING_NAMES = {"embeddings": "embeddings (first layer)", "last": "last hidden",

@@ -1,0 +1,5 @@
+"""`python -m bertjax` is the `bertjax` command."""
+
+from bertjax import cli
+
+cli.main()
