@@ -94,7 +94,7 @@ def synthetic_task(config, pad_vocab: bool = False) -> PretrainingTask:
 
 def measure(config, *, batch_size, length, predictions, real_fraction, packed_examples, pad_vocab, steps,
             warmup) -> dict:
-    """Time the pretraining step of `config` on a synthetic batch; every figure tools/benchmark.py reports."""
+    """Time the pretraining step of `config` on a synthetic batch; every figure bertjax benchmark reports."""
     task = synthetic_task(config, pad_vocab)
     model = task.model_config
     predictions = predictions or max(1, round(0.15 * length))

@@ -1,6 +1,6 @@
 """Features from a BERT encoder: layer selections and combinations, sequence pooling, and feature files.
 
-`combine_layers` is the pure core that feature-based taggers and `tools/extract_features.py` share: from
+`combine_layers` is the pure core that feature-based taggers and `bertjax extract_features` share: from
 the encoder's `hidden_states` (the embeddings output, then every layer's output) it picks or combines
 layers as in the BERT paper's feature-based NER study (first, last, second-to-last, sum or concatenation of
 the last four, mean of all, or an explicit list of layers).

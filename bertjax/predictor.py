@@ -1,4 +1,4 @@
-"""Predictions on raw text from a fine-tuned run or an HF folder: what `tools/predict.py` writes, from Python.
+"""Predictions on raw text from a fine-tuned run or an HF folder: what `bertjax predict` writes, from Python.
 
     predictor = bertjax.load("runs/sst2")           # a run (its best/ when it has one), a step, or an HF folder
     predictor.classify(["a fine film", "dull"])     # [{"label": ..., "probability": ..., "probabilities": {...}}]

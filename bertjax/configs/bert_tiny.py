@@ -1,5 +1,5 @@
 """The demo: BERT-tiny (2 layers, hidden 128) pretrained on the built-in corpus in about ten minutes on a
-2-core CPU. `make demo` makes its tokenizer and data under runs/demo/ first."""
+2-core CPU. The data is --config.data.prepared_dir (`make demo` makes runs/demo/data, with its tokenizer)."""
 
 from bertjax.configs import common
 
@@ -12,8 +12,6 @@ def get_config(arg: str | None = None):
     # then report the demo's model, not one with the variant's 30,522 ids. With a larger tokenizer, set it to its size.
     config.model.vocab_size = 2048
     config.model.max_position_embeddings = 128
-    config.data.tokenizer = "runs/demo/tokenizer.model"
-    config.data.prepared_dir = "runs/demo/data"
     config.data.packing = True  # docstrings are short: packing raises real tokens per row from ~77 to ~115
     # 2,500 updates of 32 rows: about 9 minutes at ~4.4 steps/s on 2 cores.
     config.train.num_steps = 2500

@@ -30,9 +30,9 @@ def model_config() -> config_dict.ConfigDict:
 
 def data_config() -> config_dict.ConfigDict:
     data = config_dict.ConfigDict()
-    data.tokenizer = config_dict.placeholder(str)  # SentencePiece .model; WordPiece folder, vocab.txt, tokenizer.json
+    data.tokenizer = config_dict.placeholder(str)  # unset: the copy in data.prepared_dir; else a folder, .model, vocab.txt
     data.lowercase = config_dict.placeholder(bool)  # lower-case before WordPiece; None = the tokenizer's own setting
-    data.prepared_dir = config_dict.placeholder(str)  # made by tools/prepare_data.py
+    data.prepared_dir = config_dict.placeholder(str)  # the shards bertjax prepare_data made; pretraining needs it
     data.max_seq_length = 128  # tokens per row, [CLS] and [SEP] included
     data.max_predictions_per_seq = 20  # BERT: 20 at length 128, 80 at 512
     data.mask_rate = 0.15  # share of tokens chosen for prediction (80% [MASK], 10% random, 10% kept)
@@ -89,7 +89,7 @@ def finetune_config() -> config_dict.ConfigDict:
     # a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or stdlib; squad; ner; swag
     finetune.task = config_dict.placeholder(str)
     finetune.data_dir = config_dict.placeholder(str)  # the task's files (GLUE: the folder of CoLA/, SST-2/, ... or one of them)
-    finetune.tfds_data_dir = config_dict.placeholder(str)  # read TFDS's prepared glue/* instead (tools/prepare_glue.py)
+    finetune.tfds_data_dir = config_dict.placeholder(str)  # read TFDS's prepared glue/* instead (bertjax prepare_glue)
     finetune.num_epochs = 3.0  # sets train.num_steps from the training set's size; 0 = use train.num_steps
     finetune.skip_malformed_rows = False  # False: a row with the wrong number of fields stops with its file and line
     return finetune

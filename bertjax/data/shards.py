@@ -1,6 +1,7 @@
 """Prepared data: tokenized documents in ArrayRecord shards, with a JSON metadata file.
 
     DIR/metadata.json                 format, tokenizer fingerprint and vocab size, counts per split
+    DIR/tokenizer/                    the tokenizer they were made with (a copy that loads the same)
     DIR/train-00000.array_record      one record per document, up to `documents_per_shard` per file
     DIR/validation-00000.array_record
 
@@ -25,9 +26,10 @@ from array_record.python.array_record_module import ArrayRecordWriter
 
 from bertjax import files
 from bertjax.data.corpus import text_document
-from bertjax.data.tokenizer import Tokenizer, load_tokenizer
+from bertjax.data.tokenizer import Tokenizer, copy_tokenizer, load_tokenizer
 
 FORMAT = "bertjax-tokenized-documents"
+TOKENIZER_DIR = "tokenizer"  # DIR/tokenizer/: a copy of the tokenizer the shards were made with
 VERSION = 1
 SPLITS = ("train", "validation")
 
@@ -66,7 +68,7 @@ class DocumentSource:
             return decode_document(self._source[index])
         except ValueError as error:
             raise ValueError(f"Record {index} of the shards {', '.join(self._paths)}: {error}; prepare the data "
-                             "again (tools/prepare_data.py --overwrite).") from None
+                             "again (bertjax prepare_data --overwrite).") from None
 
     def __getstate__(self):
         return {"paths": self._paths}
@@ -75,12 +77,32 @@ class DocumentSource:
         self.__init__(state["paths"])
 
 
+def resolve_tokenizer(data) -> str:
+    """The tokenizer a run of the config's `data` group reads: `data.tokenizer`, else the copy in
+    `data.prepared_dir` (made by `bertjax prepare_data`), as an absolute path for the run's config.json."""
+    if data.tokenizer:
+        return data.tokenizer
+    if not data.prepared_dir:
+        raise ValueError("data.prepared_dir is not set: prepare a corpus with `bertjax prepare_data --tokenizer TOK "
+                         "--output_dir DIR` and pass --config.data.prepared_dir=DIR.")
+    directory = pathlib.Path(data.prepared_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"data.prepared_dir {directory} not found; make it with `bertjax prepare_data "
+                                f"--tokenizer TOK --output_dir {directory}`.")
+    copy = directory / TOKENIZER_DIR
+    if not copy.is_dir():
+        raise ValueError(f"data.tokenizer is not set and {directory} holds no {TOKENIZER_DIR}/ (it was prepared "
+                         "before prepare_data kept a copy): pass --config.data.tokenizer=THE_TOKENIZER_IT_WAS_MADE_WITH, "
+                         "or prepare it again.")
+    return str(copy.resolve())
+
+
 def load_metadata(directory: str | pathlib.Path) -> dict:
     directory = pathlib.Path(directory)
     path = directory / "metadata.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {directory} is not prepared data; "
-                                "make it with tools/prepare_data.py.")
+                                "make it with bertjax prepare_data.")
     try:
         metadata = json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -201,8 +223,9 @@ def prepare(documents: Iterable[list[str] | str], tokenizer_path: str | pathlib.
             raise ValueError(f"{name}={value}: it must be at least 1.")
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; choose another directory or pass --overwrite.")
-    tokenizer = load_tokenizer(tokenizer_path, lowercase)
     with files.replacing_directory(output_dir) as staging:
+        # A copy beside the shards: pretraining reads it, so data and tokenizer cannot part (see resolve_tokenizer).
+        tokenizer = copy_tokenizer(tokenizer_path, lowercase, staging / TOKENIZER_DIR)
         writers = {split: _SplitWriter(staging, split, documents_per_shard) for split in SPLITS}
         chunks = ((chunk, validation_fraction) for chunk in _batched(documents, chunk_documents))
         if validation_documents is not None:  # a fraction of 1 sends every document to validation
@@ -229,7 +252,8 @@ def prepare(documents: Iterable[list[str] | str], tokenizer_path: str | pathlib.
             logging.warning("WARNING: %s. Pretraining on these shards cannot evaluate.", message)
         metadata = {
             "format": FORMAT, "version": VERSION, "source": source, "validation_source": validation_source,
-            "tokenizer_path": str(tokenizer_path), "tokenizer_fingerprint": tokenizer.fingerprint,
+            "tokenizer": TOKENIZER_DIR, "tokenizer_path": str(tokenizer_path),
+            "tokenizer_fingerprint": tokenizer.fingerprint,
             "vocab_size": tokenizer.vocab_size, "validation_fraction": validation_fraction,
             "splits": {split: {"shards": writer.shards, **writer.counts} for split, writer in writers.items()},
         }

@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import pathlib
+import shutil
 import unicodedata
 from collections.abc import Iterable, Sequence
 
@@ -74,19 +75,19 @@ class SentencePieceTokenizer(Tokenizer):
         if not isinstance(model, bytes):
             path = source = pathlib.Path(model)
             if not path.is_file():
-                raise FileNotFoundError(f"Tokenizer model {path} not found; train one with tools/train_tokenizer.py.")
+                raise FileNotFoundError(f"Tokenizer model {path} not found; train one with bertjax train_tokenizer.")
             model = path.read_bytes()
         self.model_bytes = model
         try:  # a protobuf parse: the file is data, never code
             self._processor = spm.SentencePieceProcessor(model_proto=model)
         except RuntimeError:
             raise ValueError(f"{source} is not a SentencePiece model ({len(model):,} bytes that do not parse); train "
-                             "one with tools/train_tokenizer.py.") from None
+                             "one with bertjax train_tokenizer.") from None
         self.vocab_size = self._processor.get_piece_size()
         ids = [self._processor.piece_to_id(token) for token in SPECIAL_TOKENS]
         if ids != list(range(len(SPECIAL_TOKENS))):
             raise ValueError(f"SentencePiece model lacks BERT's special tokens at ids 0-4 (found {ids} for "
-                             f"{SPECIAL_TOKENS}); train it with tools/train_tokenizer.py.")
+                             f"{SPECIAL_TOKENS}); train it with bertjax train_tokenizer.")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids
         self.fingerprint = hashlib.sha256(model).hexdigest()
         self.lowercase = _folds_case(self._processor.normalize)
@@ -346,7 +347,7 @@ def _hf_tokenizer_file(folder: pathlib.Path) -> pathlib.Path:
         if (folder / name).is_file():
             return folder / name
     raise FileNotFoundError(f"{folder} has neither tokenizer.json nor vocab.txt: an HF BERT folder needs one "
-                            "(tools/train_tokenizer.py --model_type wordpiece writes both).")
+                            "(bertjax train_tokenizer --model_type wordpiece writes both).")
 
 
 def _read_settings(path: pathlib.Path) -> dict:
@@ -371,10 +372,13 @@ def _casing_of_vocabulary(pieces: Sequence[str], path: pathlib.Path) -> tuple[bo
 
 
 def load_tokenizer(path: str | pathlib.Path, lowercase: bool | None = None) -> Tokenizer:
-    """A `.model` file is SentencePiece; a `vocab.txt`, a `tokenizer.json` or an HF folder of them is WordPiece.
+    """A `.model` file (or a folder holding `tokenizer.model`) is SentencePiece; a `vocab.txt`, a `tokenizer.json`
+    or an HF folder of them is WordPiece.
     `lowercase` (config.data.lowercase) overrides a bare vocab.txt's casing; elsewhere it must agree with the
     tokenizer's own, or it is an error. None: the tokenizer's own (see `WordPieceTokenizer`)."""
     path = pathlib.Path(path)
+    if path.is_dir() and (path / "tokenizer.model").is_file():  # the folder bertjax train_tokenizer writes
+        path = path / "tokenizer.model"
     if path.suffix == ".model":
         tokenizer = SentencePieceTokenizer(path)
         if lowercase is not None and lowercase != tokenizer.lowercase:
@@ -385,7 +389,7 @@ def load_tokenizer(path: str | pathlib.Path, lowercase: bool | None = None) -> T
     if path.suffix in (".txt", ".json") or path.is_dir():
         return WordPieceTokenizer(path, lowercase)
     if not path.suffix and not path.exists():
-        raise FileNotFoundError(f"Tokenizer folder {path} not found; train one with tools/train_tokenizer.py "
+        raise FileNotFoundError(f"Tokenizer folder {path} not found; train one with bertjax train_tokenizer "
                                 "--model_type wordpiece.")
     raise ValueError(f"Tokenizer {path}: expected a SentencePiece .model, a WordPiece vocab.txt or tokenizer.json, "
                      "or an HF folder of them.")
@@ -493,6 +497,28 @@ def _bert_template(cls_id: int, sep_id: int):
 
     return processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                          special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+
+
+def copy_tokenizer(path: str | pathlib.Path, lowercase: bool | None, folder: str | pathlib.Path) -> Tokenizer:
+    """Copy the tokenizer that `load_tokenizer(path, lowercase)` reads into the new `folder`, so that
+    `load_tokenizer(folder)` reads the same one, fingerprint included: the file it was read from byte for byte
+    (`tokenizer.model`, `tokenizer.json` or `vocab.txt`), and beside a vocab.txt the casing it was read with
+    (`tokenizer_config.json`). Returns the tokenizer."""
+    tokenizer, path, folder = load_tokenizer(path, lowercase), pathlib.Path(path), pathlib.Path(folder)
+    folder.mkdir(parents=True)
+    if isinstance(tokenizer, SentencePieceTokenizer):
+        (folder / "tokenizer.model").write_bytes(tokenizer.model_bytes)
+    else:
+        source = _hf_tokenizer_file(path) if path.is_dir() else path
+        if source.suffix == ".json":
+            shutil.copyfile(source, folder / "tokenizer.json")
+        else:
+            shutil.copyfile(source, folder / "vocab.txt")
+            (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer.normalizer_settings(), indent=2) + "\n")
+    copy = load_tokenizer(folder)
+    if copy.fingerprint != tokenizer.fingerprint or copy.lowercase != tokenizer.lowercase:
+        raise RuntimeError(f"The copy of {path} in {folder} reads as another tokenizer; report this as a bug.")
+    return tokenizer
 
 
 def save_hf_tokenizer(tokenizer: Tokenizer, folder: str | pathlib.Path, max_length: int = 512) -> list[str]:

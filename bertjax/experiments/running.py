@@ -1,4 +1,4 @@
-"""The runs behind `tools/reproduce.py`: what is compared (the `EXPERIMENTS` table and its controls), the
+"""The runs behind `bertjax reproduce`: what is compared (the `EXPERIMENTS` table and its controls), the
 settings every run shares (`Settings`), the configs built from them, pretraining, and the downstream uses of
 each pretrained model (fine-tuned, feature-based, feature-layer tagging). The tables and plot are
 `bertjax.experiments.report`'s.

@@ -116,8 +116,9 @@ class LanguageModelTask(TaskBase):
             raise ValueError(f"task={objective!r} is not a language-model objective; choose one of {OBJECTIVES}.")
         self.name = objective
         self.data = config.data
-        self.require(config.data, ("tokenizer", "prepared_dir"), "data",
-                     "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
+        self.require(config.data, ("prepared_dir",), "data", "(`bertjax prepare_data` makes it).")
+        # Recorded in the run's config.json: export, generate and features find the tokenizer there.
+        config.data.tokenizer = shards.resolve_tokenizer(config.data)
         self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
         self.follow_tokenizer(config.model, self.tokenizer, config.data.tokenizer)  # before the model is built
         self.model_config = BertConfig.from_config(config.model)

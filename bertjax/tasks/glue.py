@@ -78,7 +78,7 @@ TASKS = {spec.name: spec for spec in [
              ("entailment", "not_entailment"), ("accuracy",), _DEV, _test("RTE.tsv")),
     TaskSpec("wnli", "WNLI", ("sentence1", "sentence2"), ("sentence1", "sentence2"), "label", ("0", "1"),
              ("accuracy",), _DEV, _test("WNLI.tsv")),
-    # The diagnostic set: test only, predicted by an MNLI model (tools/finetune.py does it with MNLI's test).
+    # The diagnostic set: test only, predicted by an MNLI model (bertjax finetune does it with MNLI's test).
     TaskSpec("ax", "diagnostic", ("sentence1", "sentence2"), ("premise", "hypothesis"), None, _MNLI_LABELS,
              (), {}, {"test": ("diagnostic.tsv", "AX.tsv")}, train_file=None),
 ]}
@@ -177,7 +177,7 @@ def task_folder(spec: TaskSpec, data_dir: str | pathlib.Path) -> pathlib.Path:
 
 
 def read_tfds(spec: TaskSpec, split: str, data_dir: str | None) -> list[Example]:
-    """The examples of TFDS's `glue/<name>` split (prepared with tools/prepare_glue.py), read with
+    """The examples of TFDS's `glue/<name>` split (prepared with bertjax prepare_glue), read with
     `tfds.data_source`. Texts come back as bytes from files and as str from `tfds.testing.mock_data`."""
     import tensorflow_datasets as tfds
     from tensorflow_datasets.text import glue  # noqa: F401  registers glue/* without importing TensorFlow
@@ -216,7 +216,7 @@ def stdlib_examples(split: str) -> list[Example]:
 def prepare_tfds(spec: TaskSpec, glue_dir: str | pathlib.Path, data_dir: str | pathlib.Path, *,
                  skip_malformed: bool = False) -> pathlib.Path:
     """Build TFDS's `glue/<name>` (ArrayRecord files, readable by `tfds.data_source`) from the task's
-    original GLUE files in `glue_dir` (extracted; see tools/prepare_glue.py for the zip files), with TFDS's
+    original GLUE files in `glue_dir` (extracted; see bertjax prepare_glue for the zip files), with TFDS's
     own builder for the features and metadata and this module's readers for the rows. No download."""
     import tensorflow_datasets as tfds
     from tensorflow_datasets.text import glue
@@ -327,7 +327,7 @@ class ClassificationTask(TaskBase):
             raise ValueError(f"finetune.task={name!r}: choose one of {sorted(TASKS)} or 'stdlib'.")
         if not self.spec.train_file and self.spec.name != "stdlib":
             raise ValueError(f"finetune.task={name!r} has no training data; it is predicted by an MNLI model "
-                             "(tools/finetune.py --predict with finetune.task=mnli).")
+                             "(bertjax finetune --predict with finetune.task=mnli).")
         self.name = f"glue/{self.spec.name}" if self.spec.name in TASKS else self.spec.name
         self._set_up_encoder(config)
         self.regression = self.spec.labels is None
@@ -341,7 +341,7 @@ class ClassificationTask(TaskBase):
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
         if self.spec.name != "stdlib" and not (self.finetune.data_dir or self.finetune.tfds_data_dir):
             raise ValueError(f"{self.name}: set finetune.data_dir (the GLUE TSV folder) or finetune.tfds_data_dir "
-                             "(TFDS's prepared glue/*, see tools/prepare_glue.py).")
+                             "(TFDS's prepared glue/*, see bertjax prepare_glue).")
 
     def _set_up_encoder(self, config) -> None:
         """The settings, model config and tokenizer every sequence classification task takes from `config`."""

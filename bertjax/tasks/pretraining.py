@@ -29,8 +29,9 @@ class PretrainingTask(TaskBase):
         self.mlm_all_positions = config.train.mlm_positions == "all"
         self.data, self.tokenizer = config.data, None
         if data:  # before the model: an unset model.vocab_size is the tokenizer's
-            self.require(config.data, ("tokenizer", "prepared_dir"), "data",
-                         "(tools/train_tokenizer.py and tools/prepare_data.py make them).")
+            self.require(config.data, ("prepared_dir",), "data", "(`bertjax prepare_data` makes it).")
+            # Recorded in the run's config.json: export, generate and features find the tokenizer there.
+            config.data.tokenizer = shards.resolve_tokenizer(config.data)
             self.tokenizer = tokenizer.load_tokenizer(config.data.tokenizer, config.data.lowercase)
             self.follow_tokenizer(config.model, self.tokenizer, config.data.tokenizer)
         self.model_config = BertConfig.from_config(config.model)

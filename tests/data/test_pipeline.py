@@ -168,7 +168,7 @@ def test_another_tokenizers_shards_are_refused(prepared_dir, sp_tokenizer_path, 
         pipeline.pretraining_dataset(data, other, "train", batch_size=8, seed=0)
     with pytest.raises(ValueError, match="set config.model.vocab_size >= 4000"):
         shards.check_compatible(prepared_dir, tokenizer.load_tokenizer(sp_tokenizer_path), model_vocab_size=3000)
-    with pytest.raises(FileNotFoundError, match="tools/prepare_data.py"):
+    with pytest.raises(FileNotFoundError, match="bertjax prepare_data"):
         pipeline.pretraining_dataset(_data(tmp_path, sp_tokenizer_path), other, "train", batch_size=8, seed=0)
 
 

@@ -32,8 +32,41 @@ def test_preparing_again_gives_identical_shards(prepared_dir, corpus_file, sp_to
     again = tmp_path / "again"
     shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, again, documents_per_shard=100,
                    validation_fraction=0.1, num_workers=1, chunk_documents=7)  # other workers and chunks
-    for path in sorted(prepared_dir.iterdir()):
-        assert (again / path.name).read_bytes() == path.read_bytes(), path.name
+    written = sorted(path.relative_to(prepared_dir) for path in prepared_dir.rglob("*") if path.is_file())
+    assert written == sorted(path.relative_to(again) for path in again.rglob("*") if path.is_file())
+    for name in written:
+        assert (again / name).read_bytes() == (prepared_dir / name).read_bytes(), name
+
+
+def test_the_prepared_directory_carries_its_tokenizer(prepared_dir, sp_tokenizer, wordpiece_dir, tmp_path):
+    from ml_collections import config_dict
+
+    # SentencePiece: the copy in DIR/tokenizer/ is what a run with only data.prepared_dir reads.
+    data = config_dict.ConfigDict({"tokenizer": None, "prepared_dir": str(prepared_dir)})
+    resolved = shards.resolve_tokenizer(data)
+    assert resolved == str((prepared_dir / "tokenizer").resolve())
+    assert tokenizer.load_tokenizer(resolved).fingerprint == sp_tokenizer.fingerprint
+    assert shards.load_metadata(prepared_dir)["tokenizer"] == "tokenizer"
+    # WordPiece, read from a folder, a tokenizer.json, and a bare vocab.txt either way: the copy reads the same.
+    for source, lowercase in [(wordpiece_dir, None), (wordpiece_dir / "tokenizer.json", None),
+                              (wordpiece_dir / "vocab.txt", False), (wordpiece_dir / "vocab.txt", True)]:
+        folder = tmp_path / f"copy-{source.name}-{lowercase}"
+        original = tokenizer.copy_tokenizer(source, lowercase, folder)
+        copy = tokenizer.load_tokenizer(folder)
+        assert (copy.fingerprint, copy.lowercase) == (original.fingerprint, original.lowercase) == (
+            tokenizer.load_tokenizer(source, lowercase).fingerprint, lowercase is not False), (source, lowercase)
+        assert copy.encode_batch(["Hello World"]) == original.encode_batch(["Hello World"])
+
+    data.tokenizer = str(wordpiece_dir)  # named: it wins over the copy
+    assert shards.resolve_tokenizer(data) == str(wordpiece_dir)
+    data.tokenizer, data.prepared_dir = None, None
+    with pytest.raises(ValueError, match="data.prepared_dir is not set: prepare a corpus with `bertjax prepare_data"):
+        shards.resolve_tokenizer(data)
+    old = tmp_path / "old"
+    old.mkdir()  # prepared before the copy was kept
+    data.prepared_dir = str(old)
+    with pytest.raises(ValueError, match="holds no tokenizer/ .*pass --config.data.tokenizer="):
+        shards.resolve_tokenizer(data)
 
 
 def test_errors_come_before_work(tmp_path, sp_tokenizer_path, prepared_dir):

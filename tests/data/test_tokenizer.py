@@ -89,7 +89,7 @@ def test_wordpiece_encodes_as_hf(vocab_file, builtin_documents):
 def test_unknown_tokenizer_files_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="expected a SentencePiece .model"):
         tokenizer.load_tokenizer(tmp_path / "tokenizer.bin")
-    with pytest.raises(FileNotFoundError, match="tools/train_tokenizer.py"):
+    with pytest.raises(FileNotFoundError, match="bertjax train_tokenizer"):
         tokenizer.load_tokenizer(tmp_path / "missing.model")
     (tmp_path / "vocab.txt").write_text("a\nb\n")
     with pytest.raises(ValueError, match="lacks the special tokens"):
