@@ -7,6 +7,9 @@ and the tokenizer (tokenizer.json, or vocab.txt with tokenizer_config.json). The
 config.py, tokenizer.json and checkpoints/0/ with the parameters and a record of the head; every head the
 source has is kept. `--config DIR/config.py` gives tools/pretrain.py (or fine-tuning) the model, the tokenizer
 and DIR as init_checkpoint; tools/extract_features.py and tools/export.py take it as --checkpoint.
+
+The folder may also be named by the Hub id of a model in the local HF cache (bert-base-uncased,
+org/name@revision): it is read from the cache offline, never downloaded (`bertjax.hub.resolve_hf`).
 """
 
 from absl import flags
