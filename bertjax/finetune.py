@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from bertjax import checkpoint, convert, files, runs, sharding, train
+from bertjax import checkpoint, convert, files, hub, runs, sharding, train
 from bertjax.model import BertConfig
 
 
@@ -49,11 +49,11 @@ def make_task(config):
 
 def resolve_from_checkpoint(config) -> None:
     """Take the model config and tokenizer from `train.init_checkpoint` (a bertjax run, or an HF folder with
-    config.json and vocab.txt), so that only the task needs naming. Model keys set in `config` other than
+    config.json and vocab.txt, or its Hub id in the local HF cache), so that only the task needs naming. Model keys set in `config` other than
     `variant` (dropout, dtype, attention_impl, ...) override the checkpoint's."""
     if not config.train.init_checkpoint:
         return
-    path = pathlib.Path(config.train.init_checkpoint)
+    path = hub.resolve_hf(config.train.init_checkpoint)  # the id stays in the config: the cache is per machine
     if not path.exists():
         raise FileNotFoundError(f"train.init_checkpoint {path} does not exist.")
     run_directory = runs.run_directory(path)
@@ -138,7 +138,7 @@ def evaluate_only(config, workdir: str | pathlib.Path, checkpoint_path: str | pa
     returns (and writes to WORKDIR/evaluation.json) {"checkpoint", "task", "metrics"}. The model and tokenizer
     are the checkpoint's own (a bertjax run's config.json, or the HF folder's); the config names the task."""
     workdir = pathlib.Path(workdir)
-    path = evaluation_checkpoint(workdir, checkpoint_path, config)
+    path = hub.resolve_hf(evaluation_checkpoint(workdir, checkpoint_path, config))  # evaluation.json names it
     config = copy.deepcopy(config)
     config.train.init_checkpoint = str(path)  # the model config and tokenizer are the evaluated checkpoint's
     resolve_from_checkpoint(config)

@@ -17,7 +17,7 @@ import numpy as np
 from flax import traverse_util
 from safetensors.numpy import save_file
 
-from bertjax import convert, files, runs
+from bertjax import convert, files, hub, runs
 from bertjax.data import tokenizer as tokenizers
 from bertjax.model import BertConfig
 
@@ -65,14 +65,16 @@ def _run_config(model_config: BertConfig, tokenizer_path: pathlib.Path) -> dict:
 
 def import_hf(hf_dir: str | pathlib.Path, output: str | pathlib.Path, head: str | None = None,
               overwrite: bool = False) -> dict:
-    """An HF BERT folder -> a bertjax run directory at `output`. Returns its record.
+    """An HF BERT folder (or the Hub id of one in the local HF cache, `hub.resolve_hf`; the record names both)
+    -> a bertjax run directory at `output`. Returns its record.
 
     Every head the source has is kept. `head` (one of `convert.HEADS`) keeps only that head's parts; without
     it the head comes from config.json's `architectures`, and a tensor the head would leave unused fails.
     HF's span and token models have no pooler, which bertjax's encoder always has: it is stored as zeros
     (those heads never read it) and named in the record's `zero_filled`.
     """
-    hf_dir, output = pathlib.Path(hf_dir), pathlib.Path(output).absolute()
+    source_name = str(hf_dir)
+    hf_dir, output = hub.resolve_hf(hf_dir), pathlib.Path(output).absolute()
     model_config, params, _, hf_config = convert.load_hf_folder(hf_dir)
     chosen = head or convert.head_of_hf_config(hf_config, params, str(hf_dir / "config.json"))
     if chosen not in convert.HEADS:
@@ -107,6 +109,8 @@ def import_hf(hf_dir: str | pathlib.Path, output: str | pathlib.Path, head: str 
                                           f"model's embeddings {model_config.vocab_size}.")
         record = {"step": 0, "task": "import_hf", "tokenizer_fingerprint": tokenizer.fingerprint, "head": chosen,
                   "source": str(hf_dir.absolute()), "zero_filled": zero_filled}
+        if hf_dir != pathlib.Path(source_name):  # a Hub id, resolved in the local cache: keep the name too
+            record["hub_id"] = source_name
         if num_labels:
             record |= {"num_labels": num_labels, "labels": labels or [f"LABEL_{i}" for i in range(num_labels)]}
         runs.save_params(partial, params, _run_config(model_config, output / "tokenizer.json"), record)

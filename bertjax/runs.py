@@ -7,7 +7,7 @@ a model needs, with one shape check (`check_shapes`) for every way in.
 
 A path to a run names the run directory, its `checkpoints/` or `best/`, or one step's directory
 (`step_directory` finds the newest step in it). `init_checkpoint` may also name an HF BERT folder
-(`convert.is_hf_folder`).
+(`convert.is_hf_folder`), or the Hub id of one in the local HF cache (`hub.resolve_hf`).
 
 - `load_params`: the parameters a model needs, every one from the checkpoint (`init_checkpoint`).
 - `load_partial_params`: the same, but new heads start from fresh values (fine-tuning).
@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import traverse_util
 
-from bertjax import convert, files
+from bertjax import convert, files, hub
 from bertjax.model import BertConfig
 
 Shapes = dict[tuple[str, ...], tuple[int, ...]]  # flattened parameter path -> shape
@@ -182,7 +182,7 @@ class _Source:
 def _source(path: str | pathlib.Path) -> _Source:
     """A run's checkpoint (its shapes read from the metadata, no data) or an HF BERT folder (converted once,
     whole: its tensors are needed for the shapes anyway)."""
-    path = pathlib.Path(path).absolute()  # orbax reads absolute paths only
+    path = hub.resolve_hf(path).absolute()  # orbax reads absolute paths only
     if convert.is_hf_folder(path):
         flat = traverse_util.flatten_dict(convert.load_hf_bert(path)[1])
 
