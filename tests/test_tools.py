@@ -173,8 +173,9 @@ def test_a_preparation_killed_midway_leaves_no_shards_and_reruns_to_the_same_res
     assert not partial.exists()
     shards.prepare(corpus.read_text_files([corpus_path]), sp_tokenizer_path, reference, documents_per_shard=200,
                    validation_fraction=0.02, num_workers=2)
-    written = sorted(path.name for path in prepared.iterdir())
-    assert written == sorted(path.name for path in reference.iterdir()) and len(written) > 10
+    written = sorted(str(path.relative_to(prepared)) for path in prepared.rglob("*") if path.is_file())
+    assert written == sorted(str(path.relative_to(reference)) for path in reference.rglob("*") if path.is_file())
+    assert len(written) > 10
     for name in written:
         if name != "metadata.json":
             assert (prepared / name).read_bytes() == (reference / name).read_bytes(), name
