@@ -46,6 +46,8 @@ COMMANDS = {
 USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ValueError)
 _HELP = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
 
+invocation: list[str] = []  # the running subcommand as typed: ["bertjax NAME", *its arguments]
+
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full traceback of an input or config error.")
 
 
@@ -174,6 +176,7 @@ def run(main: Callable[[list[str]], None], argv: list[str] | None = None, *, mod
         doc: str | None = None) -> None:
     """Parse the flags of `argv` and run `main`, with bertjax's help, errors and exit codes."""
     argv = list(sys.argv if argv is None else argv)
+    invocation[:] = argv
 
     def guarded(remaining):
         if not flags.FLAGS["verbosity"].present:  # library INFO logs would break up the progress bar

@@ -11,10 +11,10 @@ the fine-tuning and tagger updates in proportion: `--steps 20` is a smoke run of
 """
 
 import pathlib
-import sys
 
 from absl import flags
 
+from bertjax import cli
 from bertjax.experiments import settings as experiment_settings
 
 _DEFAULT = experiment_settings.Settings()
@@ -59,6 +59,6 @@ def main(argv):
         finetune_seq_length=_FINETUNE_LENGTH.value, tagger_steps=_TAGGER_STEPS.value,
         tagging_models=tuple(_TAGGING_MODELS.value), skip=tuple(_SKIP.value),
         experiments=tuple(_ONLY.value or experiments.EXPERIMENTS))
-    command = " ".join(["bertjax reproduce", *sys.argv[1:]])
+    command = " ".join(cli.invocation)
     experiments.reproduce(settings, pathlib.Path(_WORKDIR.value), pathlib.Path(_OUTPUT_DIR.value), command)
 
