@@ -15,6 +15,7 @@ import re
 import jax
 import jax.numpy as jnp
 import optax
+from absl import logging
 from flax import traverse_util
 
 SCHEDULES = ("linear", "cosine", "wsd", "constant")
@@ -22,10 +23,19 @@ OPTIMIZERS = ("adamw", "lamb")
 
 
 def warmup_steps(optim, total_steps: int) -> int:
+    """The warmup's length in updates; a warmup longer than the run is clamped to it, with a warning (a short
+    run of a long recipe, say), as other trainers do."""
     if optim.get("warmup_fraction") is not None:
         if not 0 <= optim.warmup_fraction <= 1:
             raise ValueError(f"optim.warmup_fraction={optim.warmup_fraction} must lie between 0 and 1.")
         return int(round(optim.warmup_fraction * total_steps))
+    if optim.warmup_steps < 0:
+        raise ValueError(f"optim.warmup_steps={optim.warmup_steps} must be at least 0.")
+    if optim.warmup_steps > total_steps:
+        logging.warning("optim.warmup_steps=%d is more than the %d training steps (train.num_steps): clamped to %d, "
+                        "so the peak learning rate is reached at the last step.", optim.warmup_steps, total_steps,
+                        total_steps)
+        return total_steps
     return optim.warmup_steps
 
 
@@ -34,8 +44,6 @@ def learning_rate_schedule(optim, total_steps: int) -> optax.Schedule:
     end = peak * optim.end_lr_ratio
     if optim.schedule not in SCHEDULES:
         raise ValueError(f"optim.schedule={optim.schedule!r}: choose one of {SCHEDULES}.")
-    if not 0 <= warmup <= total_steps:
-        raise ValueError(f"optim.warmup_steps={warmup} must lie between 0 and the {total_steps} training steps.")
     decay_steps = max(total_steps - warmup, 1)
     if optim.schedule == "linear":
         after = optax.linear_schedule(peak, end, decay_steps)

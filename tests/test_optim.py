@@ -73,8 +73,17 @@ def test_lamb_and_bad_names():
         optim.make_optimizer(_optim(name="sgd"), 10)
     with pytest.raises(ValueError, match="optim.schedule='step'"):
         optim.make_optimizer(_optim(schedule="step"), 10)
-    with pytest.raises(ValueError, match="warmup_steps=20"):
-        optim.make_optimizer(_optim(warmup_steps=20), 10)
+    with pytest.raises(ValueError, match="warmup_steps=-1 must be at least 0"):
+        optim.make_optimizer(_optim(warmup_steps=-1), 10)
+
+
+def test_a_warmup_longer_than_the_run_is_clamped_with_a_warning(caplog):
+    with caplog.at_level("WARNING"):
+        long = optim.learning_rate_schedule(_optim(learning_rate=1e-3, warmup_steps=100), 10)
+    exact = optim.learning_rate_schedule(_optim(learning_rate=1e-3, warmup_steps=10), 10)
+    assert [float(long(step)) for step in range(11)] == [float(exact(step)) for step in range(11)]
+    assert float(long(10)) == pytest.approx(1e-3)  # the peak, reached at the last step
+    assert "optim.warmup_steps=100 is more than the 10 training steps (train.num_steps): clamped to 10" in caplog.text
 
 
 @pytest.mark.parametrize("scan_layers", [False, True])
