@@ -295,6 +295,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
     evaluate every `eval_every` steps and at the end. Returns the final evaluation metrics."""
     workdir = pathlib.Path(workdir)
     train_config = config.train
+    reporting.check_log_format(train_config.log_format)
     faults.check_train_config(train_config)
     faults.check_workdir(workdir)
     batch_size = check_batch_sizes(train_config, jax.process_count())
@@ -323,9 +324,11 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                                                     skip_nonfinite=train_config.max_bad_steps > 0)
         global_example = {name: jax.ShapeDtypeStruct((train_config.global_batch_size, *value.shape[1:]), value.dtype)
                           for name, value in example.items()}
+        compile_start = time.perf_counter()
         compiled = train_step_fn.lower(state, global_example).compile()
+        compile_seconds = time.perf_counter() - compile_start
         xla_flops = flops.xla_flops(compiled)
-        progress = reporting.Progress(start_step, train_config.num_steps)
+        progress = reporting.Progress(start_step, train_config.num_steps, train_config.log_format)
         progress.write(
             f"{task.name}: {count_parameters(state.params):,} parameters; "
             + (f"{xla_flops / 1e9:,.1f} GFLOPs per device per step (XLA); " if xla_flops else "")
@@ -368,12 +371,18 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                 finite_guard.observe(step, step_sums)
                 sums = step_sums if sums is None else _accumulate(sums, step_sums)
                 progress.update()
+                if step == start_step + 1:  # one wait for the device, to say when training really began
+                    jax.block_until_ready(step_sums)
+                    age = reporting.process_age()
+                    progress.write(f"first step after {age:.1f} s from process start (compile {compile_seconds:.1f} s)"
+                                   if age is not None else f"first step done (compile {compile_seconds:.1f} s)")
                 if itstime(step, train_config.log_every, train_config.num_steps):
                     metrics = _summary(sums, window, float(schedule(step - 1)), task, peak)
                     writer.write(step, "train", metrics)
-                    progress.show(loss=metrics["loss"], tokens_per_s=f"{metrics['tokens_per_second']:,.0f}",
-                                  **({"mfu": f"{metrics['mfu']:.1%}"} if "mfu" in metrics else {}),
-                                  input_wait=f"{metrics['input_wait_fraction']:.0%}")
+                    progress.show({"loss": f"{metrics['loss']:.4f}", "lr": f"{metrics['learning_rate']:.2e}",
+                                   "tokens/s": f"{metrics['tokens_per_second']:,.0f}",
+                                   **({"mfu": f"{metrics['mfu']:.1%}"} if "mfu" in metrics else {}),
+                                   "input_wait": f"{metrics['input_wait_fraction']:.0%}"})
                     sums, window = None, _Window()
                 if itstime(step, train_config.checkpoint_every, train_config.num_steps):
                     save_checkpoint(step)

@@ -106,12 +106,19 @@ def test_the_installed_command_chains_pretrain_finetune_export_outside_the_check
                       "--config.train.num_steps=4", "--config.optim.warmup_steps=100", *tiny, cwd=work)
     assert result.returncode == 0, result.stderr
     assert "final evaluation: " in result.stdout and (work / "pre" / "checkpoints" / "4").is_dir()
+    # Its output is a pipe, not a terminal: one plain line per log_every (2) steps, no progress bar.
+    logged = re.findall(r"^step (\d+)/4 loss [\d.]+ lr [\d.e+-]+ tokens/s [\d,]+ input_wait \d+% eta \S+$",
+                        result.stderr, re.M)
+    assert logged == ["2", "4"] and "step/s" not in result.stderr, result.stderr  # tqdm's bar says step/s
+    assert re.search(r"^first step after [\d.]+ s from process start \(compile [\d.]+ s\)$", result.stderr, re.M)
     recorded = json.loads((work / "pre" / "config.json").read_text())["data"]
     assert pathlib.Path(recorded["tokenizer"]).resolve() == (work / "data" / "tokenizer").resolve()
 
     result = _bertjax("finetune", "--config=glue_demo", "--workdir=ft", "--config.train.init_checkpoint=pre",
-                      "--config.finetune.num_epochs=0", "--config.train.num_steps=2", *tiny, cwd=work)
+                      "--config.finetune.num_epochs=0", "--config.train.num_steps=2", "--log_format=bar", *tiny,
+                      cwd=work)
     assert result.returncode == 0, result.stderr
+    assert "step/s" in result.stderr and "lr=" in result.stderr  # the bar, asked for: it shows the learning rate
     assert "accuracy" in json.loads((work / "ft" / "results.json").read_text())["final"]
 
     result = _bertjax("export", "--checkpoint=ft", "--output_dir=hf", cwd=work)

@@ -70,6 +70,7 @@ def train_config() -> config_dict.ConfigDict:
     train.accumulation_steps = 1  # micro-batches per update; the update equals one batch of the whole size
     train.eval_batch_size = 256  # sequences per evaluation batch, over all processes
     train.log_every = 100  # steps between training log lines (metrics.jsonl, TensorBoard, console)
+    train.log_format = "auto"  # auto: a progress bar on a terminal, one plain line per log_every otherwise | bar | plain
     train.eval_every = 10_000  # 0 = only at the end
     train.checkpoint_every = 10_000  # steps between checkpoints (and one at the end)
     train.keep_checkpoints = 3  # the newest checkpoints kept; older ones are deleted
