@@ -45,6 +45,11 @@ COMMANDS = {
 # (a fault the loop detected and explains) counts too.
 USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, KeyError, ValueError)
 _HELP = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
+# Flags renamed when the tools took one vocabulary (README, "One vocabulary of flags"): what to write instead.
+RENAMED = {"hf_dir": "--checkpoint (convert_hf reads it) or --output_dir (export writes it)",
+           "params_dir": "--output_dir with --format params", "output": "--output_dir",
+           "seq_length": "--max_seq_length", "data_dir": "--output_dir (prepare_glue)",
+           "finetune_seq_length": "--finetune_max_seq_length", "workdir": "--checkpoint (generate)"}
 
 invocation: list[str] = []  # the running subcommand as typed: ["bertjax NAME", *its arguments]
 
@@ -162,7 +167,12 @@ def _parser(module_name: str, doc: str | None):
         except (flags.Error, *USER_ERRORS, TypeError, OSError) as error:
             if flags.FLAGS.is_parsed() and _TRACEBACK.value:
                 raise
-            print(f"{argv[0]}: error: {_message(error)}\nRun with --help for the flags.", file=sys.stderr)
+            message = _message(error)
+            unknown = isinstance(error, flags.UnrecognizedFlagError)
+            renamed = RENAMED.get(getattr(error, "flagname", None)) if unknown else None
+            if renamed:  # absl's nearest-name guess would mislead here
+                message = f"{message.split('. Did you mean')[0]}: it is now {renamed}."
+            print(f"{argv[0]}: error: {message}\nRun with --help for the flags.", file=sys.stderr)
             sys.exit(2)
     return parse
 
