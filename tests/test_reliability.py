@@ -202,7 +202,7 @@ def test_full_disk_fails_the_save_loudly_and_keeps_the_previous_checkpoint(unint
     code, _, stderr = _finish(process)
     assert code == 1, stderr
     # One line that says what failed and what to do (orbax logs the failure of its writer threads as well).
-    [message] = [line for line in stderr.splitlines() if line.startswith(f"{ROOT / 'tools' / 'pretrain.py'}: error:")]
+    [message] = [line for line in stderr.splitlines() if line.startswith("bertjax pretrain: error:")]
     assert "error: Writing checkpoint 18 in " in message
     assert "File too large" in message
     assert f"the previous checkpoint {workdir / 'checkpoints' / '16'} is intact" in message
