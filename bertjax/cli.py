@@ -79,8 +79,7 @@ class ConfigHolder:
         config = configs.load(spec, self.overrides)
         log_format = flags.FLAGS["log_format"].value if self.training else None
         if log_format:
-            with config.unlocked():
-                config.train.log_format = log_format
+            config.train.log_format = log_format
         self._value = config
 
 
@@ -118,12 +117,13 @@ def _take_overrides(argv: list[str]) -> list[str]:
         if arg == "--":
             rest.extend(argv[index:])
             break
-        holder = next((holder for holder in _CONFIGS
-                       if re.match(rf"^--?(no)?{re.escape(holder.name)}\.", arg)), None)
+        holder, match = next(((holder, match) for holder in _CONFIGS
+                              if (match := re.match(rf"^--?(no)?{re.escape(holder.name)}\.(.*)$", arg))),
+                             (None, None))
         if holder is None:
             rest.append(arg)
         else:
-            negated, body = re.match(rf"^--?(no)?{re.escape(holder.name)}\.(.*)$", arg).groups()
+            negated, body = match.groups()
             if negated:
                 holder.overrides.append(f"{body}=false")
             elif "=" in body:

@@ -29,7 +29,7 @@ def make_task(config):
     """The task object for `config.finetune.task`."""
     name = config.finetune.task
     if not name:
-        raise ValueError("config.finetune.task is not set; e.g. --config=bertjax/configs/glue.py:task=sst2.")
+        raise ValueError("config.finetune.task is not set; e.g. --config=glue:task=sst2.")
     if name == "squad":
         from bertjax.tasks import squad
         return squad.SquadTask(config)
@@ -49,8 +49,8 @@ def make_task(config):
 
 def resolve_from_checkpoint(config) -> None:
     """Take the model config and tokenizer from `train.init_checkpoint` (a bertjax run, or an HF folder with
-    config.json and vocab.txt, or its Hub id in the local HF cache), so that only the task needs naming. Model keys set in `config` other than
-    `variant` (dropout, dtype, attention_impl, ...) override the checkpoint's."""
+    config.json and vocab.txt, or its Hub id in the local HF cache), so that only the task needs naming. Model
+    keys set in `config` other than `variant` (dropout, dtype, attention_impl, ...) override the checkpoint's."""
     if not config.train.init_checkpoint:
         return
     path = hub.resolve_hf(config.train.init_checkpoint)  # the id stays in the config: the cache is per machine

@@ -291,8 +291,9 @@ def load(path: str | pathlib.Path, *, batch_size: int = 32, max_seq_length: int 
          tokenizer: str | None = None) -> Predictor:
     """A `Predictor` for a fine-tuned bertjax run (its best parameters when it has best/, else its latest
     checkpoint; or a step directory) or an HF folder (BertForSequenceClassification, ...ForTokenClassification
-    or ...ForQuestionAnswering; or the Hub id of one in the local HF cache, `hub.resolve_hf`). `max_seq_length`: default the run's `data.max_seq_length` (an HF folder's:
-    128); `tokenizer`: the run's own, where its config.json path has moved."""
+    or ...ForQuestionAnswering; or the Hub id of one in the local HF cache, `hub.resolve_hf`). `max_seq_length`:
+    default the run's `data.max_seq_length` (an HF folder's: 128); `tokenizer`: the run's own, where its
+    config.json path has moved."""
     path = hub.resolve_hf(path)
     if convert.is_hf_folder(path):
         return _load_hf(path, batch_size=batch_size, max_seq_length=max_seq_length, tokenizer=tokenizer)

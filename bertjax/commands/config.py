@@ -15,29 +15,25 @@ from absl import flags
 _WIDTH = flags.DEFINE_integer("width", 28, "Width of the value column.")
 
 
-def _shown(dotted: str, value, config) -> str:
-    """The value; for an unset model key, the value the model will have (the variant's or BertConfig's)."""
+def _shown(dotted: str, value, config, model) -> str:
+    """The value; for an unset model key, the value the model will have (`model`: the resolved BertConfig)."""
     if value is None and dotted.startswith("model.") and dotted != "model.variant":
-        import dataclasses
-
-        from bertjax.model import VARIANTS, BertConfig
-
-        field = dotted.split(".", 1)[1]
-        defaults = {item.name: item.default for item in dataclasses.fields(BertConfig)}
-        actual = VARIANTS.get(config.model.variant, {}).get(field, defaults.get(field))
-        return f"None ({config.model.variant}: {actual!r})"
+        return f"None ({config.model.variant}: {getattr(model, dotted.split('.', 1)[1])!r})"
     return repr(value)
 
 
 def show(spec: str, overrides: list[str], width: int) -> str:
     from bertjax import configs
 
+    from bertjax.model import BertConfig
+
     config = configs.load(spec, overrides)
+    model = BertConfig.from_config(config.model)
     rows = configs.describe(config)
     key_width = max(len(row[0]) for row in rows)
     lines = [f"{spec}: {len(rows)} keys; set one with --config.KEY=VALUE"]
     for dotted, value, kind, comment in rows:
-        lines.append(f"{dotted:<{key_width}}  {_shown(dotted, value, config):<{width}}  {kind:<5}  {comment}".rstrip())
+        lines.append(f"{dotted:<{key_width}}  {_shown(dotted, value, config, model):<{width}}  {kind:<5}  {comment}".rstrip())
     return "\n".join(lines)
 
 
