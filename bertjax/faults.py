@@ -90,8 +90,10 @@ class PreemptionGuard:
 
 class FiniteGuard:
     """Checks every step's loss and gradient norm, one step late so that the check never waits on the device:
-    the flag of step s is read once step s+1 is queued (`observe`), or at once before a checkpoint (`flush`),
-    so a checkpoint never holds the result of a non-finite step.
+    the metric sums of step s are read to the host once step s+1 is queued (`observe`), or at once before a
+    checkpoint or a log (`flush`), so a checkpoint never holds the result of a non-finite step. Both return
+    the sums they read, as numbers on the host (None when nothing was pending): the train loop adds them up,
+    so that each step costs one read of its sums and no other transfer or dispatch.
 
     `max_bad_steps` = 0 stops at the first non-finite step. Above 0 the step function has kept the previous
     parameters and optimizer state for that step (see `train.train_step`'s `skip_nonfinite`); after more than
@@ -104,18 +106,22 @@ class FiniteGuard:
         self._pending = None
         self.bad_steps = 0
 
-    def observe(self, step: int, step_sums: dict) -> None:
-        self.flush()
+    def observe(self, step: int, step_sums: dict) -> dict | None:
+        read = self.flush()
         self._pending = (step, step_sums)
+        return read
 
-    def flush(self) -> None:
+    def flush(self) -> dict | None:
         if self._pending is None:
-            return
+            return None
         step, step_sums = self._pending
         self._pending = None
-        values = jax.device_get({name: step_sums[name] for name in ("nonfinite_steps", "loss_sum", "grad_norm_sum")})
-        if not values["nonfinite_steps"]:
-            return
+        values = jax.device_get(step_sums)
+        if values["nonfinite_steps"]:
+            self._found_nonfinite(step, values)
+        return values
+
+    def _found_nonfinite(self, step: int, values: dict) -> None:
         self.bad_steps += 1
         if self._max_bad_steps:  # the step function zeroed a skipped step's sums
             found = f"step {step}: a non-finite loss or gradient norm"

@@ -42,7 +42,7 @@ def _add(left, right):
     return jax.tree.map(jnp.add, left, right)
 
 
-# Running metric sums stay on the device; one compiled add per step instead of one dispatch per metric.
+# An evaluation's running metric sums stay on the device: one compiled add per batch, not one per metric.
 _accumulate = jax.jit(_add, donate_argnums=(0,))
 
 
@@ -219,11 +219,17 @@ def evaluate(task, evaluate_step, params, mesh, *, batch_size: int,
 
 class _Window:
     """What the steps since the last log cost: wall time (less evaluations), time blocked on the input
-    pipeline, real tokens and model FLOPs (all processes)."""
+    pipeline, real tokens and model FLOPs (all processes), and their metric sums, added up on the host as
+    the finite check reads each step's (one step late)."""
 
     def __init__(self):
         self.start, self.input_seconds, self.tokens, self.flops = time.perf_counter(), 0.0, 0, 0.0
         self.excluded_seconds = 0.0
+        self.sums = None
+
+    def add_sums(self, step_sums: dict | None) -> None:
+        if step_sums is not None:
+            self.sums = step_sums if self.sums is None else jax.tree.map(np.add, self.sums, step_sums)
 
     @property
     def seconds(self) -> float:
@@ -235,9 +241,9 @@ class _Window:
         self.flops += flops
 
 
-def _summary(sums: dict, window: _Window, learning_rate: float, task, peak_flops: float | None) -> dict[str, float]:
+def _summary(window: _Window, learning_rate: float, task, peak_flops: float | None) -> dict[str, float]:
     """The logged training figures; `mfu` (model FLOPs over the chips' peak) where the peak is known."""
-    sums = jax.device_get(sums)
+    sums = window.sums
     steps = max(float(sums["steps"]), 1.0)  # 0 when every step of the window was skipped
     seconds = window.seconds
     figures = {**task.summarize(sums), "loss": float(sums["loss_sum"]) / steps,
@@ -349,8 +355,11 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
             logging.info("Evaluation at step %d: %s", step, metrics)
             return step, metrics
 
+        def read_last_step():  # its metric sums, read and checked now rather than after the next step
+            window.add_sums(finite_guard.flush())
+
         def save_checkpoint(step):  # only steps whose loss and gradient norm were checked finite
-            finite_guard.flush()
+            read_last_step()
             checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
 
         peak = _peak_flops(train_config)
@@ -358,7 +367,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
         def step_flops(batch) -> float:  # the task's count of model FLOPs, else XLA's of the compiled step
             counted = task.model_flops(batch)
             return (xla_flops or 0.0) * jax.device_count() if counted is None else counted
-        sums, window, last_eval = None, _Window(), None
+        window, last_eval = _Window(), None
         try:
             for step in range(start_step + 1, train_config.num_steps + 1):
                 waited = time.perf_counter()
@@ -368,8 +377,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                 window.add(time.perf_counter() - waited, task.real_tokens(batch) * jax.process_count(),
                            step_flops(batch) * jax.process_count())
                 state, step_sums = compiled(state, global_batch)
-                finite_guard.observe(step, step_sums)
-                sums = step_sums if sums is None else _accumulate(sums, step_sums)
+                # Nothing of this step is read before the next is dispatched: the sums of the step before.
+                window.add_sums(finite_guard.observe(step, step_sums))
                 progress.update()
                 if step == start_step + 1:  # one wait for the device, to say when training really began
                     jax.block_until_ready(step_sums)
@@ -377,13 +386,14 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                     progress.write(f"first step after {age:.1f} s from process start (compile {compile_seconds:.1f} s)"
                                    if age is not None else f"first step done (compile {compile_seconds:.1f} s)")
                 if itstime(step, train_config.log_every, train_config.num_steps):
-                    metrics = _summary(sums, window, float(schedule(step - 1)), task, peak)
+                    read_last_step()
+                    metrics = _summary(window, float(schedule(step - 1)), task, peak)
                     writer.write(step, "train", metrics)
                     progress.show({"loss": f"{metrics['loss']:.4f}", "lr": f"{metrics['learning_rate']:.2e}",
                                    "tokens/s": f"{metrics['tokens_per_second']:,.0f}",
                                    **({"mfu": f"{metrics['mfu']:.1%}"} if "mfu" in metrics else {}),
                                    "input_wait": f"{metrics['input_wait_fraction']:.0%}"})
-                    sums, window = None, _Window()
+                    window = _Window()
                 if itstime(step, train_config.checkpoint_every, train_config.num_steps):
                     save_checkpoint(step)
                 if preemption.requested(step):

@@ -1,13 +1,14 @@
 """The train loop: exact resume, accumulation equal to one large batch, starting points, reports."""
 
 import json
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bertjax import checkpoint, flops, runs, train
+from bertjax import checkpoint, flops, runs, sharding, train
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
 from conftest import tiny_pretraining_config
@@ -138,6 +139,49 @@ def test_run_writes_its_reports(prepared_dir, sp_tokenizer_path, tmp_path):
     other.identity = {**other.identity, "tokenizer_fingerprint": "0" * 64}
     with pytest.raises(ValueError, match="was written with tokenizer_fingerprint="):
         train.train_and_evaluate(config, tmp_path, other)
+
+
+class _SlowStepTask(PretrainingTask):
+    """The pretraining task with train steps made slow on purpose (a chain of matrix products joins the
+    loss), and `input_seconds` of host work for each train batch; it records when each batch came."""
+
+    def __init__(self, config, input_seconds: float, asked: list):
+        super().__init__(config)
+        self._input_seconds, self._asked = input_seconds, asked
+
+    def loss(self, params, batch, rng, normalizers=None):
+        loss, sums = super().loss(params, batch, rng, normalizers)
+        if rng is None:  # evaluation runs at full speed
+            return loss, sums
+        work = jnp.full((384, 384), 1e-3, jnp.float32) * batch["input_ids"][0, 0]
+        for _ in range(40):
+            work = jnp.tanh(work @ work)
+        return loss + 1e-30 * work.sum(), sums
+
+    def real_tokens(self, batch):  # the loop counts each train batch's tokens before it dispatches the step
+        if len(batch["input_ids"]) == 8:  # train batches, not evaluation's
+            self._asked.append(time.perf_counter())
+            time.sleep(self._input_seconds)
+        return super().real_tokens(batch)
+
+
+def test_the_loop_prepares_the_next_batch_while_the_device_runs_a_step(prepared_dir, sp_tokenizer_path, tmp_path,
+                                                                       monkeypatch):
+    # A loop that reads a result of step k (its loss, a metric, the finite check) before it asks for batch
+    # k+1 would add the input's time to the device's every step; one that dispatches ahead takes the
+    # larger of the two. One device: XLA:CPU runs a one-device program asynchronously, as a GPU does.
+    make_mesh = sharding.make_mesh
+    monkeypatch.setattr(sharding, "make_mesh", lambda mesh_config: make_mesh(mesh_config, jax.devices()[:1]))
+    config = _config(prepared_dir, sp_tokenizer_path, num_steps=10, log_every=100, eval_every=0, checkpoint_every=0)
+
+    def seconds_per_step(input_seconds, name):
+        asked = []
+        train.train_and_evaluate(config, tmp_path / name, _SlowStepTask(config, input_seconds, asked))
+        return float(np.median(np.diff(asked[2:])))  # step 1 waits for the device on purpose
+
+    device = seconds_per_step(0.0, "fast_input")
+    both = seconds_per_step(device, "slow_input")  # as long as a step takes: serial would be 2 x device
+    assert both < 1.5 * device, (device, both)
 
 
 def test_bad_batch_sizes_fail_before_training(prepared_dir, sp_tokenizer_path, tmp_path):
