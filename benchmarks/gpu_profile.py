@@ -40,7 +40,7 @@ def kind_of(name: str) -> str:
 
 
 def device_lines(profile):
-    """(plane name, line name, events) of the device planes, else of the host's XLA op lines."""
+    """(plane name, line name, events) of the device planes, else (a CPU run) of the host's."""
     planes = [plane for plane in profile.planes if plane.name.startswith(("/device:GPU", "/device:TPU"))]
     if not planes:
         planes = [plane for plane in profile.planes if plane.name.startswith("/host:CPU")]
@@ -56,21 +56,29 @@ def summarize(trace_dir: pathlib.Path, steps: int) -> None:
     if not files:
         raise SystemExit(f"no *.xplane.pb under {trace_dir}")
     profile = ProfileData.from_file(str(files[-1]))
-    modules, ops = [], []
+    modules, ops, kernels = [], [], []
     for plane, line, events in device_lines(profile):
         if line == "XLA Modules":
             modules += [event for event in events if "train_step" in event[0]]
         elif line == "XLA Ops":
             ops += events
-    if not modules or not ops:
+        elif line.startswith(("Stream", "tf_XLA")):  # raw kernels (GPU streams; XLA:CPU's threads)
+            kernels += events
+    ops = ops or kernels
+    if not ops:
         lines = sorted({f"{plane}: {line}" for plane, line, _ in device_lines(profile)})
-        raise SystemExit("the trace has no 'XLA Modules' / 'XLA Ops' lines with the train step; it has: "
-                         + "; ".join(lines))
-    step_ns = sum(duration for _, _, duration in modules) / len(modules)
-    op_ns = sum(duration for _, _, duration in ops) / len(modules)
-    print(f"{len(modules)} steps traced (of {steps} run): {step_ns / 1e6:.2f} ms a step on the device, "
-          f"{op_ns / 1e6:.2f} ms of it in {len(ops) / len(modules):,.0f} kernels, "
-          f"{max(step_ns - op_ns, 0) / 1e6:.2f} ms between them ({max(step_ns - op_ns, 0) / step_ns:.0%})")
+        raise SystemExit("the trace has no device kernels; its lines: " + "; ".join(lines))
+    if modules:
+        count = len(modules)
+        step_ns = sum(duration for _, _, duration in modules) / count
+    else:  # no module events: the span of the kernels, over the steps run
+        count = steps
+        step_ns = (max(start + duration for _, start, duration in ops) - min(start for _, start, _ in ops)) / count
+    op_ns = sum(duration for _, _, duration in ops) / count
+    print(f"{count} steps ({'XLA module events' if modules else 'kernel span over the steps run'}): "
+          f"{step_ns / 1e6:.2f} ms a step on the device, {op_ns / 1e6:.2f} ms of it in {len(ops) / count:,.0f} "
+          f"kernels, {max(step_ns - op_ns, 0) / 1e6:.2f} ms between them ({max(step_ns - op_ns, 0) / step_ns:.0%}; "
+          "kernels on several streams or threads overlap, and then the sum exceeds the step)")
     if len(modules) > 1:
         starts = sorted(start for _, start, _ in modules)
         period = (starts[-1] - starts[0]) / (len(starts) - 1)
@@ -83,10 +91,10 @@ def summarize(trace_dir: pathlib.Path, steps: int) -> None:
         by_name[name][1] += 1
     print("time by kind of kernel, per step:")
     for kind, total in by_kind.most_common():
-        print(f"  {kind:24s} {total / len(modules) / 1e6:8.2f} ms  {total / len(modules) / step_ns:6.1%}")
+        print(f"  {kind:24s} {total / count / 1e6:8.2f} ms  {total / count / step_ns:6.1%}")
     print("the 20 kernels that take the most time, per step:")
-    for name, (total, count) in sorted(by_name.items(), key=lambda item: -item[1][0])[:20]:
-        print(f"  {total / len(modules) / 1e6:8.3f} ms  x{count / len(modules):<5.0f} {name[:110]}")
+    for name, (total, calls) in sorted(by_name.items(), key=lambda item: -item[1][0])[:20]:
+        print(f"  {total / count / 1e6:8.3f} ms  x{calls / count:<5.0f} {name[:110]}")
 
 
 def main():
