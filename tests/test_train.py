@@ -1,4 +1,4 @@
-"""The train loop: exact resume, accumulation equal to one large batch, starting points, reports."""
+"""The train loop: exact resume, accumulation equal to one large batch, starting points, reports, dispatch ahead."""
 
 import json
 import time
