@@ -6,8 +6,8 @@ temporary directory (`STEP.orbax-checkpoint-tmp-*`) and renames it when complete
 leaves the previous one intact; the next run deletes such leftovers. Saves are asynchronous: training goes
 on while the files are written.
 
-The record carries a digest of the state's bits (`state_digest`), so a checkpoint whose files were damaged
-after the rename is caught on restore, as is one that orbax cannot read at all: the run then warns, moves it
+The record carries a digest of the state's bits (`state_digest`) and of each process's data-iterator position
+(`iterator_digests`), so a checkpoint whose files were damaged or edited after the rename is caught on restore, as is one that orbax cannot read at all: the run then warns, moves it
 to `WORKDIR/corrupt_checkpoints/` and resumes from the newest good one.
 
 Resume precedence (`restore_or_init`): the work directory's latest good checkpoint (everything: exact
@@ -15,6 +15,8 @@ resume), else `init_checkpoint` (parameters only: continued pretraining or fine-
 initialisation. Finding a run and loading parameters alone (init_checkpoint, export) is `bertjax.runs`'s.
 """
 
+import hashlib
+import json
 import pathlib
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +25,7 @@ from typing import Any
 import grain
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
@@ -55,6 +58,23 @@ def state_digest(state: Any) -> int:
     return int(jax.device_get(_digest(state)))
 
 
+def iterator_digest(data_iterator) -> str:
+    """SHA-256 of this process's data-iterator position (its `get_state`, as canonical JSON)."""
+    state = data_iterator.get_state()
+    if isinstance(state, bytes):
+        state = json.loads(state.decode())
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def iterator_digests(data_iterator) -> list[str]:
+    """Every process's `iterator_digest`, in process order (a collective: every process calls it)."""
+    own = iterator_digest(data_iterator)
+    if jax.process_count() == 1:
+        return [own]
+    gathered = multihost_utils.process_allgather(np.frombuffer(bytes.fromhex(own), np.uint8))
+    return [bytes(row).hex() for row in np.asarray(gathered)]
+
+
 class _ShapeMismatch(ValueError):
     """A readable checkpoint of another model: a config error, not damage, so no fallback."""
 
@@ -80,7 +100,7 @@ class Checkpointer:
     def save(self, step: int, state: Any, data_iterator, record: dict) -> None:
         """Start writing a checkpoint of `step` in the background (the caller decides when one is due). A
         failure of this or the previous background write raises `CheckpointWriteError`."""
-        record = {**record, "state_digest": state_digest(state)}
+        record = {**record, "state_digest": state_digest(state), "iterator_digests": iterator_digests(data_iterator)}
         try:
             self._manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
@@ -127,6 +147,13 @@ class Checkpointer:
         if expected is not None and state_digest(restored.state) != expected:
             raise ValueError(f"the restored state's digest {state_digest(restored.state)} differs from the "
                              f"recorded {expected}: its files were changed after they were written")
+        recorded = restored.record.get("iterator_digests")
+        if recorded is not None and len(recorded) == jax.process_count():
+            expected, found = recorded[jax.process_index()], iterator_digest(data_iterator)
+            if found != expected:
+                raise ValueError(f"the restored data-iterator position differs from the one recorded with it "
+                                 f"(digest {found[:12]}, recorded {expected[:12]}): its data_iterator files were "
+                                 "changed after they were written")
         return restored.state, restored.record
 
     def _check_shapes(self, step: int, abstract_params: Any) -> None:

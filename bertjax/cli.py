@@ -138,8 +138,13 @@ def _take_overrides(argv: list[str]) -> list[str]:
 
 
 def _message(error: BaseException) -> str:
+    """The whole message of an error; a KeyError of the project's says what is missing and keeps its words
+    (str() would add quotes), a bare one (a dict's missing key) is named as such."""
     if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str):
-        return error.args[0]  # str() of a KeyError adds quotes
+        key = error.args[0]
+        if " " in key:
+            return key
+        return f"the key {key!r} is missing from the input (run with --traceback to see where it was read)"
     return str(error)
 
 

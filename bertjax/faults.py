@@ -6,8 +6,8 @@
 - `FiniteGuard`: a non-finite loss or gradient norm stops the run (`NonFiniteError`, naming the step, the
   values and the last good checkpoint), or, with `train.max_bad_steps`, the step's update is skipped up to
   that many times.
-- `check_train_config`, `check_workdir`: settings that cannot work, and a work directory that cannot be
-  written, are reported before anything is compiled or trained.
+- `check_workdir`: a work directory that cannot be written is reported before anything is compiled or
+  trained (settings that cannot work are `bertjax.configs.common.validate`'s).
 
 See docs/reliability.md for every fault tried and what the program does.
 """
@@ -140,18 +140,6 @@ class FiniteGuard:
             f"{found}: {allowance}, training stopped; {last_good}. Lower optim.learning_rate or raise "
             "optim.warmup_steps, check the data, or set train.max_bad_steps=N to skip up to N such steps; "
             "then run the same command to resume from that checkpoint.")
-
-
-def check_train_config(train) -> None:
-    """Settings of `config.train` that cannot work, named before any work starts."""
-    problems = []
-    for key, minimum in (("num_steps", 1), ("global_batch_size", 1), ("eval_batch_size", 1),
-                         ("accumulation_steps", 1), ("log_every", 1), ("keep_checkpoints", 1),
-                         ("eval_every", 0), ("checkpoint_every", 0), ("max_bad_steps", 0)):
-        if train[key] < minimum:
-            problems.append(f"train.{key}={train[key]} must be at least {minimum}")
-    if problems:
-        raise ValueError("Impossible config: " + "; ".join(problems) + ".")
 
 
 def check_workdir(workdir: pathlib.Path) -> None:

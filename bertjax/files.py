@@ -6,15 +6,26 @@ one; a write that fails removes its `.partial`.
 
 `write_text`, `write_bytes` and `write_json` write what they are given; `replacing` yields the temporary path
 for writers that take a path (safetensors' `save_file`, a tokenizer's `save`, matplotlib's `savefig`);
-`replacing_directory` does the same for a whole folder.
+`replacing_directory` does the same for a whole folder. Files get ordinary permissions (0666 less the umask),
+whatever the writer chose (safetensors' `save_file` makes them 0600). JSON is always valid JSON: a NaN or an
+infinity is written as null.
 """
 
 import contextlib
 import json
+import math
+import os
 import pathlib
 import shutil
 from collections.abc import Iterator
 from typing import Any
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _ordinary_permissions(path: pathlib.Path) -> None:
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def partial_path(path: pathlib.Path, keep_suffix: bool = False) -> pathlib.Path:
@@ -36,6 +47,7 @@ def replacing(path: str | pathlib.Path, keep_suffix: bool = False) -> Iterator[p
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    _ordinary_permissions(partial)
     partial.replace(path)
 
 
@@ -49,9 +61,25 @@ def write_text(path: str | pathlib.Path, text: str, encoding: str = "utf-8") -> 
         partial.write_text(text, encoding=encoding)
 
 
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """`value` as JSON: NaN and infinities as null (JSON has no such numbers), values JSON has no type for
+    (paths, say) as text."""
+    return json.dumps(_json_ready(value), indent=indent, default=str, allow_nan=False)
+
+
 def write_json(path: str | pathlib.Path, value: Any) -> None:
-    """`value` as indented JSON and a newline; values JSON has no type for (paths, say) are written as text."""
-    write_text(path, json.dumps(value, indent=2, default=str) + "\n")
+    """`value` as indented JSON (`json_text`) and a newline."""
+    write_text(path, json_text(value, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -69,6 +97,9 @@ def replacing_directory(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    for written in partial.rglob("*"):
+        if written.is_file():
+            _ordinary_permissions(written)
     previous = path.with_name(path.name + ".previous")
     shutil.rmtree(previous, ignore_errors=True)
     if path.exists():

@@ -6,7 +6,6 @@ TensorBoard library: tensorboardX imports torch when it is installed, about 2 s 
 """
 
 import datetime
-import json
 import os
 import pathlib
 import socket
@@ -16,6 +15,8 @@ import time
 
 import jax
 import tqdm
+
+from bertjax import files
 
 LOG_FORMATS = ("auto", "bar", "plain")
 
@@ -120,7 +121,7 @@ class MetricWriter:
         if not self._active:
             return
         record = {"step": step, "split": split, "time": round(time.time(), 3), **metrics}
-        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.write(files.json_text(record) + "\n")
         self._events.add_scalars(step, {f"{split}/{name}": value for name, value in metrics.items()})
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ import optax
 from absl import logging
 
 from bertjax import checkpoint, faults, files, flops, reporting, sharding
+from bertjax.configs import common
 from bertjax.optim import learning_rate_schedule, make_optimizer
 from bertjax.tasks.base import PredictiveTask, Task, is_predictive
 
@@ -302,7 +303,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
     workdir = pathlib.Path(workdir)
     train_config = config.train
     reporting.check_log_format(train_config.log_format)
-    faults.check_train_config(train_config)
+    common.validate(config)
     faults.check_workdir(workdir)
     batch_size = check_batch_sizes(train_config, jax.process_count())
     mesh = sharding.make_mesh(config.mesh)

@@ -130,3 +130,9 @@ def test_the_installed_command_chains_pretrain_finetune_export_outside_the_check
     assert "BertForSequenceClassification" in result.stdout
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {path.name for path in (work / "hf").iterdir()}
     assert not (work / "runs").exists() and not any(ROOT.joinpath("runs", name).exists() for name in ("pre", "ft"))
+
+
+def test_a_bare_missing_key_is_named_as_one():
+    assert cli._message(KeyError("question")) == ("the key 'question' is missing from the input (run with "
+                                                  "--traceback to see where it was read)")
+    assert cli._message(KeyError("no run in x: run bertjax pretrain first")) == "no run in x: run bertjax pretrain first"

@@ -1,8 +1,11 @@
 """Atomic writes: a failure mid-write leaves the previous file (or folder) as it was, and no `.partial`."""
 
 import json
+import os
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from bertjax import files
 
@@ -53,3 +56,18 @@ def test_a_folder_is_replaced_only_once_complete(tmp_path):
         (partial / "b.txt").write_text("second")
     assert [child.name for child in output.iterdir()] == ["b.txt"]
     assert [child.name for child in tmp_path.iterdir()] == ["export"]
+
+
+def test_json_is_valid_json_and_files_get_ordinary_permissions(tmp_path):
+    path = tmp_path / "metrics.json"
+    files.write_json(path, {"loss": float("nan"), "norms": [1.0, float("inf"), float("-inf")]})
+    assert json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in JSON")) == {
+        "loss": None, "norms": [1.0, None, None]}
+    umask = os.umask(0)
+    os.umask(umask)
+    with files.replacing_directory(tmp_path / "export") as partial:
+        save_file({"a": np.zeros(2, np.float32)}, partial / "model.safetensors")  # safetensors makes it 0600
+    with files.replacing(tmp_path / "params.safetensors") as partial:
+        save_file({"a": np.zeros(2, np.float32)}, partial)
+    for written in (tmp_path / "export" / "model.safetensors", tmp_path / "params.safetensors"):
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -338,6 +338,78 @@ def test_bad_settings_fail_before_any_work(prepared_dir, sp_tokenizer_path, tmp_
         PretrainingTask(config)
 
 
+# Bad input on the command line: (arguments after `bertjax`, what the one error line must name). Each fails at
+# start-up, before any data is read or anything compiled.
+BAD_COMMAND_LINES = [
+    (["pretrain", "--config.data.mask_rate=1.5"], "data.mask_rate=1.5 must be in (0, 1)"),
+    (["pretrain", "--config.data.mask_rate=-0.1"], "data.mask_rate=-0.1 must be in (0, 1)"),
+    (["pretrain", "--config.data.max_predictions_per_seq=0"], "data.max_predictions_per_seq=0 must be at least 1"),
+    (["pretrain", "--config.model.hidden_dropout=1.5"], "model.hidden_dropout=1.5 must be in [0, 1)"),
+    (["pretrain", "--config.model.vocab_size=0"], "model.vocab_size=0 must be at least 1"),
+    (["pretrain", "--config.data.num_workers=-1"], "data.num_workers=-1 must be at least 0"),
+    (["pretrain", "--config.data.max_seq_length=4"], "data.max_seq_length=4 leaves no room for a sentence pair"),
+    (["pretrain", "--config.data.max_predictions_per_seq=40", "--config.data.max_seq_length=32"],
+     "data.max_predictions_per_seq=40 is more than the data.max_seq_length=32 tokens"),
+    (["prepare_data", "--documents_per_shard=0"], "--documents_per_shard=0"),
+    (["prepare_data", "--validation_fraction=-0.5"], "--validation_fraction=-0.5"),
+    (["extract_features", "--checkpoint=x", "--input=text:x", "--batch_size=0"], "--batch_size=0"),
+]
+
+
+def test_bad_command_lines_fail_at_once_with_one_line_naming_the_key(tmp_path):
+    runs_ = []
+    for number, (args, _) in enumerate(BAD_COMMAND_LINES):
+        if args[0] == "pretrain":
+            args = [*args[:1], "--config=bert_tiny", f"--workdir={tmp_path / 'run'}", *args[1:]]
+        else:
+            args = [*args, f"--output_dir={tmp_path / str(number)}"]
+        runs_.append(subprocess.Popen([sys.executable, "-m", "bertjax", *args], cwd=tmp_path, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for process, (args, named) in zip(runs_, BAD_COMMAND_LINES):
+        _, stderr = process.communicate(timeout=120)
+        errors = [line for line in stderr.splitlines() if " error: " in line]
+        assert process.returncode == 2 and len(errors) == 1 and named in errors[0], (args, stderr)
+        assert "Traceback" not in stderr, (args, stderr)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_starving_pipeline_stops_with_the_setting_that_starves_it(prepared_dir, sp_tokenizer_path, monkeypatch):
+    # Documents that give no example (rows too short for their sentences, one-token documents under SOP)
+    # made the pipeline search forever, and the run hang at 0 steps: it now stops, naming the settings.
+    from bertjax.data import pipeline
+
+    monkeypatch.setattr(pipeline, "document_pairs", lambda *args, **kwargs: [])
+    config = _config(prepared_dir, sp_tokenizer_path)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"documents in a row gave no training example with "
+                                         r"data.max_seq_length=64 and data.sentence_task='nsp'"):
+        next(iter(PretrainingTask(config).dataset("train", batch_size=8, seed=0, train=True)))
+    assert time.perf_counter() - start < 30
+
+
+def test_an_edited_data_iterator_position_sets_the_checkpoint_aside(prepared_dir, sp_tokenizer_path, tmp_path, caplog):
+    # A valid-JSON edit of the iterator's state would resume a different run without a word; the record's
+    # digest of each process's position catches it, and the checkpoint is set aside like a damaged one.
+    config = _config(prepared_dir, sp_tokenizer_path, **{"train.num_steps": 4})
+    task = PretrainingTask(config)
+    train.train_and_evaluate(config, tmp_path, task)
+    assert _steps(tmp_path) == [2, 4]
+    position = tmp_path / "checkpoints" / "4" / "data_iterator" / "process_0-of-1.json"
+    state = json.loads(position.read_text())
+    innermost = state
+    while "next_index" not in innermost:  # the source's position, under each transformation's
+        innermost = innermost["parent"]
+    innermost["next_index"] += 1
+    position.write_text(json.dumps(state))
+    checkpointer = checkpoint.Checkpointer(tmp_path, keep=2)
+    iterator = iter(task.dataset("train", batch_size=8, seed=0, train=True))
+    _, _, step = checkpointer.restore_latest(_abstract_state(config, task), iterator)
+    checkpointer.close()
+    assert step == 2
+    assert [p.name.split("-")[0] for p in (tmp_path / "corrupt_checkpoints").iterdir()] == ["4"]
+    assert "data-iterator position differs from the one recorded" in caplog.text
+
+
 def test_a_malformed_shard_record_is_named(tmp_path):
     from array_record.python.array_record_module import ArrayRecordWriter
     path = tmp_path / "train-00000.array_record"

@@ -34,7 +34,7 @@ def test_read_squad_fixtures_and_a_misplaced_answer(tmp_path):
     assert sum(example.is_impossible for example in examples) == 16
     assert all(not example.answers for example in examples if example.is_impossible)
     bad = write_squad(tmp_path / "bad.json", [("Paris is big.", [("x1", "Which?", [("Paris", 3)])])])
-    with pytest.raises(ValueError, match=r"bad.json: question x1: answer 'Paris' is not at answer_start 3"):
+    with pytest.raises(ValueError, match=r"bad.json: article 0, paragraph 0, question x1: answer 'Paris' is not at answer_start 3"):
         squad.read_squad(bad)
     (tmp_path / "other.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a SQuAD JSON file"):
@@ -337,3 +337,30 @@ def test_rerunning_a_finished_run_with_another_null_threshold_re_evaluates(sp_to
     assert json.loads((tmp_path / "run" / "results.json").read_text())["final"] == second["final"]
     assert sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir()) == ["3"]
     assert (tmp_path / "run" / "checkpoints" / "3").stat().st_mtime_ns == written
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda data: data["data"][0]["paragraphs"][0]["qas"][0].pop("question"),
+     r"article 0, paragraph 0, question q0: expected a field 'question' holding a str; found none"),
+    (lambda data: data["data"][0]["paragraphs"][0].pop("context"),
+     r"article 0, paragraph 0: expected a field 'context' holding a str"),
+    (lambda data: data["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(answer_start="four"),
+     r"question q0: answer_start 'four' is not a character offset"),
+    (lambda data: data.update(data={"title": "x"}), r'expected \{"data": \[articles ...\]\} at the top'),
+])
+def test_a_malformed_squad_file_is_named_with_where(tmp_path, edit, message):
+    data = {"data": [{"title": "t", "paragraphs": [{"context": "Paris is big.", "qas": [
+        {"id": "q0", "question": "Which?", "answers": [{"text": "Paris", "answer_start": 0}]}]}]}]}
+    edit(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message) as raised:
+        squad.read_squad(path)
+    assert str(raised.value).startswith(f"{path}")
+
+
+def test_squad_v1_training_refuses_a_question_without_an_answer(tmp_path):
+    path = write_squad(tmp_path / "train.json", [("Paris is big.", [("x1", "Which?", [])])])
+    assert squad.read_squad(path)[0].answers == ()  # a dev question may list none
+    with pytest.raises(ValueError, match="question x1: an answerable question with no answer"):
+        squad.read_squad(path, answers_required=True)

@@ -19,14 +19,16 @@ from absl import flags
 from bertjax import cli
 
 _CONFIG = cli.DEFINE_config()
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Rows per step (one device).")
-_LENGTH = flags.DEFINE_integer("max_seq_length", 128, "Tokens per row.")
-_PREDICTIONS = flags.DEFINE_integer("predictions", None, "Masked positions per row (default: 15% of the length).")
-_REAL = flags.DEFINE_float("real_fraction", 1.0, "Mean share of each row that is real tokens, the rest padding.")
-_PACKED = flags.DEFINE_integer("packed_examples", 1, "Examples packed in each row (1: no packing).")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Rows per step (one device).", lower_bound=1)
+_LENGTH = flags.DEFINE_integer("max_seq_length", 128, "Tokens per row.", lower_bound=3)
+_PREDICTIONS = flags.DEFINE_integer("predictions", None, "Masked positions per row (default: 15% of the length).",
+                                    lower_bound=1)
+_REAL = flags.DEFINE_float("real_fraction", 1.0, "Mean share of each row that is real tokens, the rest padding.",
+                           lower_bound=0, upper_bound=1)
+_PACKED = flags.DEFINE_integer("packed_examples", 1, "Examples packed in each row (1: no packing).", lower_bound=1)
 _PAD_VOCAB = flags.DEFINE_bool("pad_vocab", False, "Round the vocabulary up to a multiple of 128.")
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.", lower_bound=1)
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.", lower_bound=0)
 _JSON = flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
 
 

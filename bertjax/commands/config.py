@@ -12,7 +12,7 @@ shown beside it.
 
 from absl import flags
 
-_WIDTH = flags.DEFINE_integer("width", 28, "Width of the value column.")
+_WIDTH = flags.DEFINE_integer("width", 28, "Width of the value column.", lower_bound=1)
 
 
 def _shown(dotted: str, value, config, model) -> str:

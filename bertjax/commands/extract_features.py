@@ -24,9 +24,10 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "The directory to write sh
 _LAYERS = flags.DEFINE_string("layers", "last", "A combination (the list above) or layer indices such as -1,-2.")
 _POOLING = flags.DEFINE_string("pooling", "cls", "The sequence feature: cls (the [CLS] position) or mean (the mean "
                                "over real tokens).")
-_MAX_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", None, "Row length (default: the run's data.max_seq_length).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Rows per forward pass.")
-_TOKENS_PER_SHARD = flags.DEFINE_integer("tokens_per_shard", 262_144, "Tokens per output shard.")
+_MAX_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", None, "Row length (default: the run's data.max_seq_length).",
+                                       lower_bound=3)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Rows per forward pass.", lower_bound=1)
+_TOKENS_PER_SHARD = flags.DEFINE_integer("tokens_per_shard", 262_144, "Tokens per output shard.", lower_bound=1)
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "float16"], "The stored features' dtype.")
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "The run's tokenizer, where its config.json path has moved.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output directory.")

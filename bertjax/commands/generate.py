@@ -17,10 +17,13 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A causal_lm run's directo
                                   "its latest parameters.")
 _PROMPTS = flags.DEFINE_multi_string("prompt", None, "A prompt; repeat the flag for a batch of prompts.")
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "The tokenizer, if not the run's config.data.tokenizer.")
-_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "At most this many tokens after each prompt.")
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 picks the most likely token.")
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample only from the k most likely tokens (0: all).")
-_TOP_P = flags.DEFINE_float("top_p", 0.95, "Sample only from the most likely tokens that make up this probability.")
+_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "At most this many tokens after each prompt.",
+                                       lower_bound=0)
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 picks the most likely token.",
+                                  lower_bound=0)
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample only from the k most likely tokens (0: all).", lower_bound=0)
+_TOP_P = flags.DEFINE_float("top_p", 0.95, "Sample only from the most likely tokens that make up this probability.",
+                            lower_bound=0, upper_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.mark_flags_as_required(["checkpoint", "prompt"])
 

@@ -10,9 +10,9 @@ from absl import flags
 from bertjax import cli
 
 _CONFIG = cli.DEFINE_config()
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Sequences in the timed batch.")
-_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", 128, "Tokens per sequence in the timed batch.")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after compilation (the median is reported).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Sequences in the timed batch.", lower_bound=1)
+_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", 128, "Tokens per sequence in the timed batch.", lower_bound=3)
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after compilation (the median is reported).", lower_bound=1)
 
 
 def count_parameters(params) -> dict[str, int]:

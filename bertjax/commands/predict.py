@@ -35,8 +35,8 @@ _TEXT_COLUMN = flags.DEFINE_string("text_column", None, "The text's column (defa
 _TEXT_B_COLUMN = flags.DEFINE_string("text_b_column", None, "The second text's column, for sentence pairs.")
 _QUESTION_COLUMN = flags.DEFINE_string("question_column", None, "The question's column (default: question).")
 _CONTEXT_COLUMN = flags.DEFINE_string("context_column", None, "The context's column (default: context).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Rows per forward pass.")
-_MAX_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", None, "Row length (default: the run's).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Rows per forward pass.", lower_bound=1)
+_MAX_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", None, "Row length (default: the run's).", lower_bound=3)
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "The run's tokenizer, where its config.json path has moved.")
 flags.mark_flags_as_required(["checkpoint", "input", "output_dir"])
 

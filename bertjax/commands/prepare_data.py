@@ -26,16 +26,17 @@ _LOWERCASE = flags.DEFINE_bool("lowercase", None, "Lower-case text before WordPi
                                "unset: the tokenizer's own setting. Training must use the same (data.lowercase).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to create.", required=True)
 _DOCUMENTS_PER_SHARD = flags.DEFINE_integer(
-    "documents_per_shard", 10_000, "Documents per shard file; bounds the writer's memory (about 90 bytes each).")
+    "documents_per_shard", 10_000, "Documents per shard file; bounds the writer's memory (about 90 bytes each).",
+    lower_bound=1)
 _VALIDATION_FRACTION = flags.DEFINE_float(
     "validation_fraction", 0.02, "Share of --corpus's documents held out for validation; 0 by default when "
-    "--validation_corpus is given.")
+    "--validation_corpus is given.", lower_bound=0, upper_bound=1)
 _VALIDATION_CORPUS = flags.DEFINE_string(
     "validation_corpus", None, "A corpus (a form of --corpus) whose documents all go to the validation split.")
 _ALLOW_EMPTY_VALIDATION = flags.DEFINE_bool(
     "allow_empty_validation", False, "Write the shards even when the validation split is empty (with a warning); "
     "pretraining refuses them, as it evaluates on that split.")
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "Tokenizing worker processes.")
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "Tokenizing worker processes.", lower_bound=1)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output_dir if it exists.")
 
 

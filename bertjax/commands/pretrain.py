@@ -26,8 +26,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join JAX's multi-process runtime (detected on TPU pods and SLURM clusters).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, where not detected.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, where not detected.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, where not detected.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, where not detected.", lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, where not detected.", lower_bound=0)
 _UNIGRAM_BASELINE = flags.DEFINE_bool(
     "unigram_baseline", False,
     "BERT pretraining: at the end, compare with a context-free guess (reads the training split once).")

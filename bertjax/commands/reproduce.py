@@ -23,24 +23,27 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where the tokenizer, data and r
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the plot and tables go (docs/experiments, say).",
                                   required=True)
 _STEPS = flags.DEFINE_integer("steps", _DEFAULT.steps,
-                              "Pretraining updates per model; fewer also shrink the later runs.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Rows per pretraining update, for every model.")
-_MAX_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", _DEFAULT.seq_length, "Tokens per pretraining row.")
-_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", _DEFAULT.vocab_size, "SentencePiece vocabulary size.")
+                              "Pretraining updates per model; fewer also shrink the later runs.", lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Rows per pretraining update, for every model.",
+                                   lower_bound=1)
+_MAX_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", _DEFAULT.seq_length, "Tokens per pretraining row.",
+                                       lower_bound=5)
+_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", _DEFAULT.vocab_size, "SentencePiece vocabulary size.", lower_bound=1)
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate,
-                                    "Peak pretraining learning rate, for every model.")
+                                    "Peak pretraining learning rate, for every model.", lower_bound=0)
 _WARMUP = flags.DEFINE_float("warmup_fraction", _DEFAULT.warmup_fraction,
-                             "Pretraining warmup, as a share of the updates.")
+                             "Pretraining warmup, as a share of the updates.", lower_bound=0, upper_bound=1)
 _FINETUNE_EPOCHS = flags.DEFINE_float("finetune_epochs", _DEFAULT.finetune_epochs,
-                                      "Fine-tuning epochs over the stdlib train split.")
+                                      "Fine-tuning epochs over the stdlib train split.", lower_bound=0)
 _FINETUNE_BATCH = flags.DEFINE_integer("finetune_batch_size", _DEFAULT.finetune_batch_size,
-                                       "Docstrings per fine-tuning update.")
+                                       "Docstrings per fine-tuning update.", lower_bound=1)
 _FINETUNE_RATES = flags.DEFINE_list("finetune_learning_rates", ["1e-4", "3e-4", "1e-3", "3e-3"],
                                     "Peak fine-tuning learning rates: every model (and its control from scratch) "
                                     "is fine-tuned at each, and the best on dev is reported, as in BERT's paper.")
 _FINETUNE_LENGTH = flags.DEFINE_integer("finetune_max_seq_length", _DEFAULT.finetune_seq_length,
-                                        "Tokens per docstring (the rest is cut).")
-_TAGGER_STEPS = flags.DEFINE_integer("tagger_steps", _DEFAULT.tagger_steps, "Updates of each feature-based tagger.")
+                                        "Tokens per docstring (the rest is cut).", lower_bound=3)
+_TAGGER_STEPS = flags.DEFINE_integer("tagger_steps", _DEFAULT.tagger_steps, "Updates of each feature-based tagger.",
+                                     lower_bound=1)
 _TAGGING_MODELS = flags.DEFINE_list("tagging_models", list(_DEFAULT.tagging_models),
                                     "Models whose layers the tagging table compares.")
 _SKIP = flags.DEFINE_list("skip", [], f"Parts to leave out: {', '.join(experiment_settings.PARTS)}.")

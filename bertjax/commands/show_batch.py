@@ -12,9 +12,9 @@ from bertjax import cli
 
 _CONFIG = cli.DEFINE_config()
 _SPLIT = flags.DEFINE_enum("split", "train", ["train", "validation"], "Which split.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
-_SHOW = flags.DEFINE_integer("show", 3, "Rows to print.")
-_BATCHES = flags.DEFINE_integer("batches", 50, "Batches read for the statistics.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per batch.", lower_bound=1)
+_SHOW = flags.DEFINE_integer("show", 3, "Rows to print.", lower_bound=0)
+_BATCHES = flags.DEFINE_integer("batches", 50, "Batches read for the statistics.", lower_bound=1)
 
 
 def _render(tokens, vocabulary, mask, targets: dict[int, int]) -> str:

@@ -21,13 +21,13 @@ from bertjax.data import corpus
 __doc__ += "\nCorpora (--corpus):\n" + corpus.CORPORA + "\n"
 _CORPUS = flags.DEFINE_string("corpus", "builtin", "The corpus: one of the forms listed above.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "The tokenizer folder to write.", required=True)
-_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8192, "Vocabulary size, special tokens included.")
+_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8192, "Vocabulary size, special tokens included.", lower_bound=1)
 _MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe", "wordpiece"],
                                 "unigram or bpe: SentencePiece; wordpiece: BERT's WordPiece (HF tokenizers).")
 _CASED = flags.DEFINE_bool("cased", False, "wordpiece: keep the case of text (and its accents); default: "
                            "lower-case and strip accents, as BERT's uncased models do.")
 _MAX_SENTENCES = flags.DEFINE_integer("max_sentences", 2_000_000, "Sentences sampled for training, at most "
-                                      "(wordpiece: the first ones).")
+                                      "(wordpiece: the first ones).", lower_bound=1)
 # What this program writes; a folder holding anything else is not replaced.
 _TOKENIZER_FILES = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "vocab.txt"}

@@ -58,7 +58,8 @@ def _module(name: str):
 
 def load(spec: str, overrides: list[str] | tuple[str, ...] = ()):
     """The config `spec` names (`NAME[:ARG]` or `PATH[:ARG]`), then each `dotted.key=value` of `overrides`
-    applied in order. The result is locked: a key not in `common.py` fails."""
+    applied in order. The result is locked (a key not in `common.py` fails) and validated (a value outside
+    its `common.LIMITS` fails)."""
     from bertjax.configs import common
 
     name, _, arg = spec.partition(":")
@@ -73,6 +74,7 @@ def load(spec: str, overrides: list[str] | tuple[str, ...] = ()):
             raise ValueError(f"--config.{item}: give a value, --config.{dotted}=VALUE.")
         common.set_value(config, dotted, value)
     config.lock()
+    common.validate(config)  # a value that cannot work is named now, before any data is read
     return config
 
 

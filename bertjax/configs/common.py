@@ -182,6 +182,97 @@ def get_config() -> config_dict.ConfigDict:
 
 
 
+# --- what each key may hold: checked at start-up, before any data is read or anything compiled ---------------
+
+# Ranges, in interval notation: "[1, )" is at least 1, "(0, 1)" strictly between 0 and 1. A key left None
+# (unset) is not checked. `validate` checks them all, and the relations between keys below.
+LIMITS = {
+    "seed": "[0, )",
+    # model (None: the variant's value)
+    "model.vocab_size": "[1, )", "model.hidden_size": "[1, )", "model.num_layers": "[1, )",
+    "model.num_heads": "[1, )", "model.intermediate_size": "[1, )", "model.max_position_embeddings": "[1, )",
+    "model.type_vocab_size": "[1, )", "model.hidden_dropout": "[0, 1)", "model.attention_dropout": "[0, 1)",
+    "model.layer_norm_eps": "(0, )", "model.initializer_range": "[0, )",
+    # data
+    "data.max_seq_length": "[3, )", "data.max_predictions_per_seq": "[1, )", "data.mask_rate": "(0, 1)",
+    "data.short_seq_prob": "[0, 1]", "data.max_examples_per_row": "[1, )", "data.num_workers": "[0, )",
+    # optim
+    "optim.learning_rate": "(0, )", "optim.b1": "[0, 1)", "optim.b2": "[0, 1)", "optim.eps": "(0, )",
+    "optim.weight_decay": "[0, )", "optim.warmup_steps": "[0, )", "optim.warmup_fraction": "[0, 1]",
+    "optim.end_lr_ratio": "[0, 1]", "optim.decay_fraction": "[0, 1]", "optim.clip_norm": "[0, )",
+    "optim.layer_decay": "(0, 1]",
+    # train
+    "train.num_steps": "[1, )", "train.global_batch_size": "[1, )", "train.accumulation_steps": "[1, )",
+    "train.eval_batch_size": "[1, )", "train.log_every": "[1, )", "train.eval_every": "[0, )",
+    "train.checkpoint_every": "[0, )", "train.keep_checkpoints": "[1, )", "train.max_bad_steps": "[0, )",
+    "train.peak_tflops": "(0, )",
+    # fine-tuning
+    "finetune.num_epochs": "[0, )", "squad.doc_stride": "[1, )", "squad.max_query_length": "[1, )",
+    "squad.max_answer_length": "[1, )", "squad.n_best_size": "[1, )", "squad.na_prob_thresh": "[0, 1]",
+    "ner.stride": "[1, )",
+}
+
+
+def _pair_room(config) -> str | None:
+    data = config.data
+    specials = 2 if data.sentence_task == "none" else 3  # [CLS] A [SEP] (B [SEP])
+    least = specials + (1 if data.sentence_task == "none" else 2)
+    if data.max_seq_length < least:
+        return (f"data.max_seq_length={data.max_seq_length} leaves no room for a "
+                f"{'segment' if specials == 2 else 'sentence pair'} with data.sentence_task={data.sentence_task!r}: "
+                f"it must be at least {least} (BERT: 128)")
+    return None
+
+
+def _predictions_fit(config) -> str | None:
+    data = config.data
+    if data.max_predictions_per_seq > data.max_seq_length:
+        return (f"data.max_predictions_per_seq={data.max_predictions_per_seq} is more than the "
+                f"data.max_seq_length={data.max_seq_length} tokens of a row")
+    return None
+
+
+# Relations between keys: each returns what is wrong, or None.
+RELATIONS = (_pair_room, _predictions_fit)
+
+
+def _within(value, limits: str) -> bool:
+    low, high = (bound.strip() for bound in limits[1:-1].split(","))
+    above = not low or (value > float(low) if limits[0] == "(" else value >= float(low))
+    below = not high or (value < float(high) if limits[-1] == ")" else value <= float(high))
+    return above and below
+
+
+def _describe(limits: str) -> str:
+    low, high = (bound.strip() for bound in limits[1:-1].split(","))
+    if not high:
+        return f"more than {low}" if limits[0] == "(" else f"at least {low}"
+    return f"in {limits}"
+
+
+def problems(config: config_dict.ConfigDict) -> list[str]:
+    """Every value of `config` outside its `LIMITS`, and every broken `RELATIONS`, as `key=value must be ...`."""
+    found = []
+    for dotted, limits in LIMITS.items():
+        group, _, name = dotted.rpartition(".")
+        holder = config[group] if group else config
+        if group and group not in config:
+            continue
+        value = holder.get(name)
+        if value is not None and not _within(value, limits):
+            found.append(f"{dotted}={value} must be {_describe(limits)}")
+    if not found:  # the relations assume each key is in range
+        found += [problem for relation in RELATIONS if (problem := relation(config))]
+    return found
+
+
+def validate(config: config_dict.ConfigDict) -> None:
+    """Raise a ValueError naming every key of `config` that cannot work (see `problems`)."""
+    found = problems(config)
+    if found:
+        raise ValueError("Impossible config: " + "; ".join(found) + ". `bertjax config show NAME` lists the keys.")
+
+
 # --- setting keys from text: the :arg of a config file and --config.KEY=VALUE -------------------------------
 
 

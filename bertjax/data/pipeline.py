@@ -26,6 +26,10 @@ from bertjax.data.pairs import SENTENCE_TASKS, document_pairs, randint
 from bertjax.data.tokenizer import Tokenizer
 
 
+# Documents in a row that give no example (or a whole epoch of them, if fewer) before the pipeline gives up.
+STARVING_DOCUMENTS = 10_000
+
+
 class _DocumentExamples(grain.experimental.FlatMapTransform):
     """(global index, document index) -> that document's masked examples for the epoch, token-aligned."""
 
@@ -38,11 +42,21 @@ class _DocumentExamples(grain.experimental.FlatMapTransform):
         self._data = {key: data[key] for key in ("max_seq_length", "max_predictions_per_seq", "mask_rate",
                                                   "whole_word_masking", "sentence_task", "short_seq_prob")}
         self._seed, self._epoch_length = seed, epoch_length
+        self._barren = 0  # documents in a row that gave no example
 
     def flat_map(self, element: tuple[int, int]) -> list[dict[str, np.ndarray]]:
         global_index, document_index = element
         epoch = global_index // self._epoch_length
-        return self.examples(document_index, epoch)
+        examples = self.examples(document_index, epoch)
+        self._barren = 0 if examples else self._barren + 1
+        if self._barren >= min(self._epoch_length, STARVING_DOCUMENTS):  # else the loop would wait forever
+            data = self._data
+            raise ValueError(
+                f"{self._barren} documents in a row gave no training example with data.max_seq_length="
+                f"{data['max_seq_length']} and data.sentence_task={data['sentence_task']!r}: the rows leave no room "
+                "for the documents' sentences. Raise data.max_seq_length (BERT: 128), or check that "
+                "data.prepared_dir holds documents of more than one sentence.")
+        return examples
 
     def examples(self, document_index: int, epoch: int) -> list[dict[str, np.ndarray]]:
         data = self._data

@@ -39,29 +39,53 @@ class Example:
     is_impossible: bool = False
 
 
-def read_squad(path: str | pathlib.Path) -> list[Example]:
-    """The examples of an official SQuAD JSON file (v1.1 or v2.0). An answer whose text is not found at its
-    `answer_start` is an error naming the question."""
+def read_squad(path: str | pathlib.Path, *, answers_required: bool = False) -> list[Example]:
+    """The examples of an official SQuAD JSON file (v1.1 or v2.0). A missing field, an `answer_start` that is
+    not a number or whose answer text is not found there, and (with `answers_required`: SQuAD v1.1 training)
+    an answerable question with no answer are errors naming the file and the article, paragraph or question."""
     path = pathlib.Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"SQuAD file {path} not found.") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a SQuAD JSON file (expected {{\"data\": [...]}}): {error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a SQuAD JSON file: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError(f'{path} is not a SQuAD JSON file: expected {{"data": [articles ...]}} at the top.')
+
+    def field(record, name: str, kind: type, where: str):
+        value = record.get(name) if isinstance(record, dict) else None
+        if not isinstance(value, kind):
+            raise ValueError(f"{path}: {where}: expected a field {name!r} holding a {kind.__name__}; found "
+                             f"{type(value).__name__ if value is not None else 'none'}.")
+        return value
+
     examples = []
-    for article in data:
-        for paragraph in article["paragraphs"]:
-            context = paragraph["context"]
-            for qa in paragraph["qas"]:
+    for a, article in enumerate(data["data"]):
+        for p, paragraph in enumerate(field(article, "paragraphs", list, f"article {a}")):
+            where = f"article {a}, paragraph {p}"
+            context = field(paragraph, "context", str, where)
+            for q, qa in enumerate(field(paragraph, "qas", list, where)):
+                qid = qa.get("id", f"{q}") if isinstance(qa, dict) else f"{q}"
+                at = f"{where}, question {qid}"
+                question = field(qa, "question", str, at)
                 impossible = bool(qa.get("is_impossible", False))
-                answers = tuple((answer["text"], int(answer["answer_start"]))
-                                for answer in ([] if impossible else qa["answers"]))
-                for text, start in answers:
+                answers = []
+                for answer in ([] if impossible else field(qa, "answers", list, at)):
+                    text = field(answer, "text", str, at)
+                    try:
+                        start = int(answer.get("answer_start"))
+                    except (TypeError, ValueError):
+                        raise ValueError(f"{path}: {at}: answer_start {answer.get('answer_start')!r} is not a "
+                                         "character offset (an integer).") from None
                     if context[start:start + len(text)] != text:
-                        raise ValueError(f"{path}: question {qa['id']}: answer {text!r} is not at answer_start "
+                        raise ValueError(f"{path}: {at}: answer {text!r} is not at answer_start "
                                          f"{start} of its context (found {context[start:start + len(text)]!r}).")
-                examples.append(Example(qa["id"], qa["question"], context, answers, impossible))
+                    answers.append((text, start))
+                if answers_required and not impossible and not answers:
+                    raise ValueError(f"{path}: {at}: an answerable question with no answer; SQuAD v1.1 training "
+                                     "needs one (mark it is_impossible with squad.version_2=True).")
+                examples.append(Example(str(qid), question, context, tuple(answers), impossible))
     return examples
 
 
@@ -315,7 +339,8 @@ class SquadTask(TaskBase):
             path = {"train": self.settings.train_file, "validation": self.settings.validation_file}.get(split)
             if not path:
                 raise ValueError(f"No file for split {split!r}: set config.squad.{split}_file.")
-            examples = read_squad(path)
+            # v1.1 trains on every question's first answer; its dev questions may list none (they score 0)
+            examples = read_squad(path, answers_required=split == "train" and not self.settings.version_2)
             if not examples:
                 raise ValueError(f"{path} holds no questions.")
             features = make_features(examples, self.tokenizer, max_seq_length=self.max_seq_length,
