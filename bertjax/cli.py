@@ -14,6 +14,7 @@ signal after writing its checkpoint.
 """
 
 import importlib
+import logging as std_logging
 import pathlib
 import re
 import resource
@@ -182,6 +183,21 @@ def _parser(module_name: str, doc: str | None):
     return parse
 
 
+class _LibraryLinesOnly(std_logging.Filter):
+    """orbax logs the failure of its background writers with whole tracebacks (some 300 lines for a full
+    disk; asyncio logs those of its tasks), and a damaged file with its TensorStore spec (40 lines), before
+    bertjax reports the same fault in one line that says what to do. Their records keep their first line."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        library = record.name == "asyncio" or "/orbax/" in record.pathname.replace("\\", "/")  # orbax's tasks
+        if record.levelno >= std_logging.WARNING and library:
+            lines = record.getMessage().splitlines() or [""]
+            cut = len(lines) > 1 or record.exc_info is not None
+            record.msg, record.args = lines[0] + (" [...]" if cut else ""), None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def _user_error(error: BaseException) -> bool:
     faults = sys.modules.get("bertjax.faults")  # not imported: the error cannot be one of its faults
     return isinstance(error, USER_ERRORS) or (faults is not None and isinstance(error, faults.TrainingFault))
@@ -196,6 +212,8 @@ def run(main: Callable[[list[str]], None], argv: list[str] | None = None, *, mod
     def guarded(remaining):
         if not flags.FLAGS["verbosity"].present:  # library INFO logs would break up the progress bar
             logging.set_verbosity(logging.WARNING)
+        if not _TRACEBACK.value:
+            logging.get_absl_handler().addFilter(_LibraryLinesOnly())
         try:
             return main(remaining)
         except Exception as error:

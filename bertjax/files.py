@@ -82,6 +82,19 @@ def write_json(path: str | pathlib.Path, value: Any) -> None:
     write_text(path, json_text(value, indent=2) + "\n")
 
 
+def text_lines(path: str | pathlib.Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file, line endings kept and a leading byte-order mark dropped. A line that
+    is not UTF-8 is an error naming the file and the line (a binary file, or one saved in another encoding)."""
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                                 f"{error.start + 1}); is it the right file, saved as UTF-8?") from None
+            yield line.removeprefix("\ufeff") if number == 1 else line
+
+
 @contextlib.contextmanager
 def replacing_directory(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
     """An empty temporary folder to fill in place of `path`: when the block ends it takes `path`'s name (an

@@ -166,6 +166,8 @@ def run(config, workdir: str | pathlib.Path, *, predict: bool = False, task=None
     workdir = pathlib.Path(workdir)
     resolve_from_checkpoint(config)
     task = make_task(config) if task is None else task
+    for split in dict.fromkeys(("train", *task.eval_splits, *(task.test_splits if predict else ()))):
+        task.read(split)  # a bad dev label or test column is found now, not after training
     if config.finetune.num_epochs > 0:
         config.train.num_steps = steps_for_epochs(task.num_train_examples(), config.finetune.num_epochs,
                                                   config.train.global_batch_size)

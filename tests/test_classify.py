@@ -306,3 +306,20 @@ def test_regression_and_multi_label_runs_train_and_export_their_problem_type(voc
     lines = (tmp_path / "run" / "predictions" / "validation_predictions.tsv").read_text().splitlines()
     assert len(lines) == 17 and lines[1].split("\t")[2] == ("4.5" if problem_type == classify.REGRESSION
                                                            else "spam|ads")
+
+
+def test_every_split_is_read_and_checked_before_training(vocab, tmp_path):
+    # A bad dev label used to surface at the first evaluation, after the training it cost; a test file that
+    # is not UTF-8 text, when the predictions were written at the end.
+    train_file, dev_file, _ = _spam_files(tmp_path)
+    odd = _write_csv(tmp_path / "odd.csv", [(SPAM[0], "spam"), (HAM[0], "eggs")])
+    config = _config(vocab, train_file=str(train_file), validation_file=str(odd), text_a_column="text")
+    with pytest.raises(ValueError, match=r"odd.csv, line 3: label 'eggs' is not one of"):
+        finetune.run(config, tmp_path / "run")
+    binary = tmp_path / "test.csv"
+    binary.write_bytes(b"text\n\xff\xfe\x00binary\n")
+    config = _config(vocab, train_file=str(train_file), validation_file=str(dev_file), test_file=str(binary),
+                     text_a_column="text")
+    with pytest.raises(ValueError, match=r"test.csv"):
+        finetune.run(config, tmp_path / "run", predict=True)
+    assert not (tmp_path / "run" / "checkpoints").exists()

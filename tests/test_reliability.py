@@ -7,6 +7,7 @@ import os
 import pathlib
 import pickle
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -206,6 +207,8 @@ def test_full_disk_fails_the_save_loudly_and_keeps_the_previous_checkpoint(unint
     assert "error: Writing checkpoint 18 in " in message
     assert "File too large" in message
     assert f"the previous checkpoint {workdir / 'checkpoints' / '16'} is intact" in message
+    # orbax's log records of its failed writer threads keep their first line: no orbax traceback is printed.
+    assert not re.search(r'File "[^"]*/orbax/', stderr), stderr
     assert _steps(workdir) == [14, 16]
     after = _saved_state(workdir / "checkpoints" / "16")
     for name in before:
@@ -385,6 +388,17 @@ def test_a_starving_pipeline_stops_with_the_setting_that_starves_it(prepared_dir
                                          r"data.max_seq_length=64 and data.sentence_task='nsp'"):
         next(iter(PretrainingTask(config).dataset("train", batch_size=8, seed=0, train=True)))
     assert time.perf_counter() - start < 30
+
+
+def test_prepared_data_without_validation_documents_is_refused_before_training(corpus_file, sp_tokenizer_path,
+                                                                               tmp_path):
+    from bertjax.data import corpus
+
+    shards.prepare(corpus.read_text_files([corpus_file]), sp_tokenizer_path, tmp_path / "data",
+                   documents_per_shard=1000, validation_fraction=0.0, allow_empty_validation=True, num_workers=1)
+    config = _config(tmp_path / "data", sp_tokenizer_path)
+    with pytest.raises(ValueError, match=r"Split 'validation' of \S+data holds no documents"):
+        PretrainingTask(config)  # before: found at the final evaluation, after the whole training
 
 
 def test_an_edited_data_iterator_position_sets_the_checkpoint_aside(prepared_dir, sp_tokenizer_path, tmp_path, caplog):

@@ -127,8 +127,9 @@ def test_prepare_data_names_wrong_input_and_never_leaves_validation_empty(corpus
         ([f"--corpus=jsonl:{records}:body", "--validation_fraction=-0.5"], "validation_fraction=-0.5"),
     ]:
         result = prepare(*args)
-        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
-        assert len(result.stderr.strip().splitlines()) == 1 and not prepared.exists()
+        flag = "=-0.5" in args[-1]  # refused by the flag's bounds: a usage error, with the --help hint
+        assert result.returncode == (2 if flag else 1) and message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 + flag and not prepared.exists()
 
     result = prepare(f"--corpus=jsonl:{records}:body", f"--validation_corpus=jsonl:{tmp_path / 'dev.jsonl'}:body")
     assert result.returncode == 0, result.stderr

@@ -208,13 +208,15 @@ LIMITS = {
     "train.peak_tflops": "(0, )",
     # fine-tuning
     "finetune.num_epochs": "[0, )", "squad.doc_stride": "[1, )", "squad.max_query_length": "[1, )",
-    "squad.max_answer_length": "[1, )", "squad.n_best_size": "[1, )", "squad.na_prob_thresh": "[0, 1]",
+    "squad.max_answer_length": "[1, )", "squad.n_best_size": "[1, )", "squad.na_prob_thresh": "[0, )",
     "ner.stride": "[1, )",
 }
 
 
 def _pair_room(config) -> str | None:
     data = config.data
+    if config.finetune.task is not None:  # fine-tuning builds its own rows; the sentence task is pretraining's
+        return None
     specials = 2 if data.sentence_task == "none" else 3  # [CLS] A [SEP] (B [SEP])
     least = specials + (1 if data.sentence_task == "none" else 2)
     if data.max_seq_length < least:
@@ -226,6 +228,8 @@ def _pair_room(config) -> str | None:
 
 def _predictions_fit(config) -> str | None:
     data = config.data
+    if config.finetune.task is not None:  # no masked positions in fine-tuning
+        return None
     if data.max_predictions_per_seq > data.max_seq_length:
         return (f"data.max_predictions_per_seq={data.max_predictions_per_seq} is more than the "
                 f"data.max_seq_length={data.max_seq_length} tokens of a row")

@@ -81,6 +81,10 @@ class PredictiveTask(Task, Protocol):
     def num_train_examples(self) -> int:
         """Training rows, to turn `finetune.num_epochs` into steps."""
 
+    def read(self, split: str) -> None:
+        """Open and check one split's file now (labels, tags, columns, encoding, not empty), keeping what it
+        read for the run: fine-tuning reads every split it will use before training starts."""
+
     def predict(self, params: Any, batch: Batch) -> dict[str, jax.Array]:
         """Per-row outputs of one batch, without dropout (jitted by the loop)."""
 

@@ -126,6 +126,8 @@ class LanguageModelTask(TaskBase):
         if objective != "elmo":  # an LSTM has no position embeddings
             self.check_sequence_length(config.data.max_seq_length, self.model_config)
         shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
+        for split in ("train", "validation"):  # both must hold documents: found now, not at the final evaluation
+            shards.split_paths(config.data.prepared_dir, split)
         self.identity = {"task": self.name, "tokenizer_fingerprint": self.tokenizer.fingerprint}
 
     def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,

@@ -127,39 +127,38 @@ def read_tsv(spec: TaskSpec, path: str | pathlib.Path, *, labelled: bool,
         raise FileNotFoundError(f"{spec.name}: {path} not found.")
     headerless = spec.name == "cola" and labelled
     examples, skipped = [], 0
-    with path.open(encoding="utf-8-sig", newline="") as file:
-        rows = csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = ["source", "label", "original_label", "sentence"] if headerless else next(rows, None)
-        if header is None:
-            raise DataError(f"{path}: the file is empty; expected a header row.")
-        needed = list(spec.text_columns) + ([spec.label_column] if labelled else [])
-        missing = [name for name in needed if name not in header]
-        if missing:
-            raise DataError(f"{path}:1: the header {header} lacks the column(s) {missing} that {spec.name} "
-                            "files have; is this the right task's file?")
-        columns = [header.index(name) for name in spec.text_columns]
-        label_column = header.index(spec.label_column) if labelled else None
-        index_column = header.index("index") if "index" in header else header.index("id") if "id" in header else None
-        for row in rows:
-            line = rows.line_num
-            if not row or row == [""]:
+    rows = csv.reader(files.text_lines(path), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = ["source", "label", "original_label", "sentence"] if headerless else next(rows, None)
+    if header is None:
+        raise DataError(f"{path}: the file is empty; expected a header row.")
+    needed = list(spec.text_columns) + ([spec.label_column] if labelled else [])
+    missing = [name for name in needed if name not in header]
+    if missing:
+        raise DataError(f"{path}:1: the header {header} lacks the column(s) {missing} that {spec.name} "
+                        "files have; is this the right task's file?")
+    columns = [header.index(name) for name in spec.text_columns]
+    label_column = header.index(spec.label_column) if labelled else None
+    index_column = header.index("index") if "index" in header else header.index("id") if "id" in header else None
+    for row in rows:
+        line = rows.line_num
+        if not row or row == [""]:
+            continue
+        if len(row) != len(header):
+            if skip_malformed:
+                skipped += 1
                 continue
-            if len(row) != len(header):
-                if skip_malformed:
-                    skipped += 1
-                    continue
-                raise DataError(f"{path}:{line}: {len(row)} tab-separated fields where the header has {len(header)}; "
-                                "fix the row, or set finetune.skip_malformed_rows=true to skip such rows.")
-            where = f"{path}:{line}"
-            label = _parse_label(spec, row[label_column], where) if labelled else None
-            if index_column is not None and not labelled:
-                try:
-                    index = int(row[index_column])
-                except ValueError:
-                    raise DataError(f"{where}: the id {row[index_column]!r} is not an integer.") from None
-            else:
-                index = len(examples) + skipped
-            examples.append(Example(index, tuple(row[c] for c in columns), label))
+            raise DataError(f"{path}:{line}: {len(row)} tab-separated fields where the header has {len(header)}; "
+                            "fix the row, or set finetune.skip_malformed_rows=true to skip such rows.")
+        where = f"{path}:{line}"
+        label = _parse_label(spec, row[label_column], where) if labelled else None
+        if index_column is not None and not labelled:
+            try:
+                index = int(row[index_column])
+            except ValueError:
+                raise DataError(f"{where}: the id {row[index_column]!r} is not an integer.") from None
+        else:
+            index = len(examples) + skipped
+        examples.append(Example(index, tuple(row[c] for c in columns), label))
     if skipped:
         logging.warning("%s: skipped %d malformed row(s).", path, skipped)
     return examples
@@ -382,6 +381,9 @@ class ClassificationTask(TaskBase):
         return True
 
     # --- data -----------------------------------------------------------------------------------------------
+    def read(self, split: str) -> None:
+        self.examples(split)
+
     @functools.cache
     def examples(self, split: str) -> list[Example]:
         spec = self.spec

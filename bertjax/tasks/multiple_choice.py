@@ -168,6 +168,9 @@ class MultipleChoiceTask(TaskBase):
         return ("test",) if self.settings.test_file else ("validation",)
 
     # --- data -----------------------------------------------------------------------------------------------
+    def read(self, split: str) -> None:
+        self.questions(split)
+
     @functools.cache
     def questions(self, split: str) -> list[Question]:
         path = {"train": self.settings.train_file, "validation": self.settings.validation_file,

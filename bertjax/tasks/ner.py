@@ -58,23 +58,22 @@ def read_conll(path: str | pathlib.Path) -> list[Sentence]:
         words.clear()
         tags.clear()
 
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            fields = line.split()
-            if not fields or fields[0] == "-DOCSTART-":
-                close()
-                continue
-            if columns is None:
-                columns = len(fields)
-                if columns < 2:
-                    raise ValueError(f"{path}:{number}: one column ({line.strip()!r}); expected a word and a tag.")
-            if len(fields) != columns:
-                raise ValueError(f"{path}:{number}: {len(fields)} columns where line(s) before had {columns}.")
-            _check_tag(fields[-1], path, number)
-            if not words:
-                start = number
-            words.append(fields[0])
-            tags.append(fields[-1])
+    for number, line in enumerate(files.text_lines(path), 1):
+        fields = line.split()
+        if not fields or fields[0] == "-DOCSTART-":
+            close()
+            continue
+        if columns is None:
+            columns = len(fields)
+            if columns < 2:
+                raise ValueError(f"{path}:{number}: one column ({line.strip()!r}); expected a word and a tag.")
+        if len(fields) != columns:
+            raise ValueError(f"{path}:{number}: {len(fields)} columns where line(s) before had {columns}.")
+        _check_tag(fields[-1], path, number)
+        if not words:
+            start = number
+        words.append(fields[0])
+        tags.append(fields[-1])
     close()
     if not sentences:
         raise ValueError(f"{path} holds no sentences.")
@@ -283,6 +282,9 @@ class NerTask(TaskBase):
     def num_train_examples(self) -> int:
         """Training rows: sentences, and a long sentence's windows."""
         return len(self.split("train")[1]["input_ids"])
+
+    def read(self, split: str) -> None:
+        self.split(split)
 
     def split(self, split: str) -> tuple[list[Sentence], dict[str, np.ndarray]]:
         if split not in self._splits:

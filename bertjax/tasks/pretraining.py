@@ -42,6 +42,8 @@ class PretrainingTask(TaskBase):
             return
         self.check_sequence_length(config.data.max_seq_length, self.model_config)
         shards.check_compatible(config.data.prepared_dir, self.tokenizer, self.model_config.vocab_size)
+        for split in ("train", "validation"):  # both must hold documents: found now, not at the final evaluation
+            shards.split_paths(config.data.prepared_dir, split)
         self.real_vocab_size = self.tokenizer.vocab_size  # the model's may be padded
         # Recorded in each checkpoint; resuming with other values is refused.
         self.identity = {"task": self.name, "tokenizer_fingerprint": self.tokenizer.fingerprint}

@@ -333,6 +333,9 @@ class SquadTask(TaskBase):
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
         self._splits = {}
 
+    def read(self, split: str) -> None:
+        self.split(split)
+
     def split(self, split: str) -> tuple[list[Example], dict[str, np.ndarray]]:
         """A split's examples and features, built once."""
         if split not in self._splits:
