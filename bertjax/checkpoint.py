@@ -89,6 +89,7 @@ class Checkpointer:
                            "data_iterator": grain.checkpoint.CheckpointHandler(),
                            "record": ocp.JsonCheckpointHandler()})
         self._writing: int | None = None
+        self._keep = keep
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -130,6 +131,16 @@ class Checkpointer:
             "disk space or fix the directory, then run the same command to resume.") from error
 
     def close(self) -> None:
+        """Finish and close; then delete the oldest checkpoints beyond `keep`. orbax deletes them after each
+        save, so a run killed between a commit and that deletion, or resumed only to find itself finished,
+        would otherwise keep one more (and not before: a damaged newest one needs the older as fallback)."""
+        try:
+            self._manager.wait_until_finished()
+            self._manager.reload()
+            for step in sorted(self._manager.all_steps())[:-self._keep]:
+                self._manager.delete(step)
+        except Exception as error:  # noqa: BLE001 - a failed write was reported already; closing must not mask it
+            logging.warning("Deleting old checkpoints: %s", error)
         try:
             self._manager.close()
         except Exception as error:  # noqa: BLE001 - a failed write was reported already; closing must not mask it

@@ -15,10 +15,13 @@ signal after writing its checkpoint.
 
 import importlib
 import logging as std_logging
+import os
 import pathlib
 import re
 import resource
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from absl import app, flags, logging
@@ -54,6 +57,7 @@ RENAMED = {"hf_dir": "--checkpoint (convert_hf reads it) or --output_dir (export
 
 invocation: list[str] = []  # the running subcommand as typed: ["bertjax NAME", *its arguments]
 
+_PREEMPTED_EXIT_CODE = 75  # faults.PREEMPTED_EXIT_CODE (sysexits.h's EX_TEMPFAIL); faults imports JAX
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full traceback of an input or config error.")
 
 
@@ -203,11 +207,30 @@ def _user_error(error: BaseException) -> bool:
     return isinstance(error, USER_ERRORS) or (faults is not None and isinstance(error, faults.TrainingFault))
 
 
+def _exit_on_early_sigterm(name: str) -> None:
+    """A training command stopped by SIGTERM before its train loop installs its own handler (while it imports,
+    reads its data or compiles) has nothing to save: it exits at once with the status that says "run the same
+    command again" (faults.PREEMPTED_EXIT_CODE), not killed by the signal. The loop's handler replaces this one
+    while it runs (and checkpoints before it stops); after it, a stop leaves only whole files (bertjax.files
+    writes atomically) and a rerun of the finished run does the rest."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return
+
+    def handler(signum, frame):
+        print(f"{name}: SIGTERM before training began: nothing to save. Run the same command again.", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(_PREEMPTED_EXIT_CODE)  # an exception raised here can land in a library's callback and be lost
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run(main: Callable[[list[str]], None], argv: list[str] | None = None, *, module_name: str = "__main__",
         doc: str | None = None) -> None:
     """Parse the flags of `argv` and run `main`, with bertjax's help, errors and exit codes."""
     argv = list(sys.argv if argv is None else argv)
     invocation[:] = argv
+    if any(holder.training for holder in _CONFIGS):
+        _exit_on_early_sigterm(argv[0])
 
     def guarded(remaining):
         if not flags.FLAGS["verbosity"].present:  # library INFO logs would break up the progress bar

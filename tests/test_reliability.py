@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from bertjax import checkpoint, convert, faults, runs, train
+from bertjax import checkpoint, cli, convert, faults, runs, train
 from bertjax.data import shards, tokenizer
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
@@ -496,3 +496,26 @@ def test_a_malformed_safetensors_file_is_refused_by_the_loader(tmp_path):
     _safetensors(folder / "model.safetensors", {"w": {"dtype": "F32", "shape": [8], "data_offsets": [0, 32]}}, 16)
     with pytest.raises(convert.ConversionError, match="lie outside the file"):
         runs.load_params(folder, {})
+
+
+def test_sigterm_before_the_loop_exits_75_at_once(tmp_path, prepared_dir, sp_tokenizer_path):
+    # Before, a SIGTERM in the first seconds (imports, data, compilation) killed the run: status -15.
+    assert cli._PREEMPTED_EXIT_CODE == faults.PREEMPTED_EXIT_CODE
+    process = _start(tmp_path / "run", prepared_dir, sp_tokenizer_path)
+    time.sleep(1.0)  # still importing JAX
+    process.send_signal(signal.SIGTERM)
+    code, _, stderr = _finish(process, timeout=60)
+    assert code == faults.PREEMPTED_EXIT_CODE, stderr
+    assert "SIGTERM before training began: nothing to save. Run the same command again." in stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_keep_checkpoints_holds_when_a_finished_run_is_resumed(prepared_dir, sp_tokenizer_path, tmp_path):
+    # A kill between a commit and the deletion of the oldest leaves one more than `keep`; the next run that
+    # merely finds itself finished wrote nothing, so orbax's deletion after a save never came.
+    config = _config(prepared_dir, sp_tokenizer_path, **{"train.num_steps": 6, "train.keep_checkpoints": 3})
+    train.train_and_evaluate(config, tmp_path, PretrainingTask(config))
+    assert _steps(tmp_path) == [2, 4, 6]
+    config.train.keep_checkpoints = 2
+    train.train_and_evaluate(config, tmp_path, PretrainingTask(config))
+    assert _steps(tmp_path) == [4, 6]
