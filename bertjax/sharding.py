@@ -13,6 +13,8 @@ constrained with the `activation_*` names.
 """
 
 import contextlib
+import signal
+import threading
 
 import jax
 import numpy as np
@@ -100,6 +102,10 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     """Join JAX's multi-controller runtime: the same program on every host, each with its own devices.
     On TPU pods and SLURM clusters the arguments are detected; elsewhere pass all three."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes need it; others ignore it
+    # SIGTERM is the preemption notice JAX's coordination service listens for: the command line's handler for
+    # a stop before training (bertjax.cli) gives way to it.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
 
