@@ -19,9 +19,8 @@ import time
 
 import jax
 
-from bertjax import benchmark, train
+from bertjax import benchmark
 from bertjax.configs import load
-from bertjax.optim import make_optimizer
 
 _KINDS = (  # the first kind whose words appear in a kernel's name, lower-cased
     ("attention (cuDNN)", ("cudnn", "fmha", "flash")),
@@ -111,9 +110,8 @@ def main():
     predictions = max(1, round(0.15 * args.max_seq_length))
     batch = jax.device_put(benchmark.synthetic_batch(task.model_config, args.batch_size, args.max_seq_length,
                                                      predictions))
-    optimizer = make_optimizer(config.optim, 10**6, task.model_config.num_layers)
-    state = jax.jit(lambda: train.init_train_state(task, optimizer, 0, batch))()
-    step = train.compile_steps(task, optimizer, 1)[0].lower(state, batch).compile()
+    compiled = benchmark.compile_train_step(task, config.optim, batch)
+    step, state = compiled.compiled, compiled.state
     for _ in range(3):
         state, sums = step(state, batch)
     jax.block_until_ready(sums)

@@ -28,7 +28,6 @@ import jax
 
 from bertjax import benchmark, train
 from bertjax.configs import load
-from bertjax.optim import make_optimizer
 
 _CALLBACKS = ("pure_callback", "io_callback", "debug_callback", "callback")
 
@@ -112,11 +111,10 @@ def main():
     model = task.model_config
     predictions = max(1, round(0.15 * args.max_seq_length))
     batch = jax.device_put(benchmark.synthetic_batch(model, args.batch_size, args.max_seq_length, predictions))
-    optimizer = make_optimizer(config.optim, 10**6, model.num_layers)
-    state = jax.jit(lambda: train.init_train_state(task, optimizer, 0, batch))()
-    step = functools.partial(train.train_step, task=task, optimizer=optimizer)
-    review = jaxpr_review(step, state, batch)
-    hlo = hlo_review(jax.jit(step, donate_argnums=(0,)).lower(state, batch).compile())
+    compiled = benchmark.compile_train_step(task, config.optim, batch)
+    state = compiled.state
+    review = jaxpr_review(functools.partial(train.train_step, task=task, optimizer=compiled.optimizer), state, batch)
+    hlo = hlo_review(compiled.compiled)
 
     print(f"{jax.devices()[0].device_kind}: BERT {model.num_layers}x{model.hidden_size}, batch {args.batch_size} x "
           f"{args.max_seq_length}, dropout {model.hidden_dropout}/{model.attention_dropout} ({model.dropout_impl}), "

@@ -29,10 +29,9 @@ import time
 import grain
 import jax
 
-from bertjax import train
+from bertjax import benchmark, train
 from bertjax.configs import bert_tiny
 from bertjax.data import corpus, shards, tokenizer
-from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
 
 
@@ -70,12 +69,9 @@ class InMemoryTask(PretrainingTask):
 
 
 def bare_steps_per_second(config, batch, steps: int) -> float:
-    task = PretrainingTask(config)
-    optimizer = make_optimizer(config.optim, config.train.num_steps, task.model_config.num_layers)
     batch = jax.device_put(batch)
-    state = jax.jit(lambda: train.init_train_state(task, optimizer, 0, batch))()
-    step_fn, _ = train.compile_steps(task, optimizer, 1)
-    compiled = step_fn.lower(state, batch).compile()
+    step = benchmark.compile_train_step(PretrainingTask(config), config.optim, batch)
+    compiled, state = step.compiled, step.state
     for _ in range(5):
         state, _ = compiled(state, batch)
     jax.block_until_ready(state)

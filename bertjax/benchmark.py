@@ -5,6 +5,7 @@ shape (padding, packing, masked positions). The FLOP counts and chip peaks it re
 
 import dataclasses
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -59,16 +60,30 @@ class StepTiming:
         return float(np.median(self.seconds))
 
 
-def time_train_steps(task, optim_config, batch: dict[str, np.ndarray], *, steps: int = 10, warmup: int = 2,
-                     donate: bool = True) -> StepTiming:
-    """Compile the real train step for `task` (one device), then time `steps` updates after `warmup`."""
-    optimizer = make_optimizer(optim_config, 10**9, task.model_config.num_layers)  # the schedule is immaterial here
-    batch = jax.device_put(batch)
+@dataclasses.dataclass
+class CompiledStep:
+    compiled: Any  # the real train step, compiled for one device and the batch's shapes
+    state: train.TrainState  # a fresh train state
+    optimizer: Any  # its optax optimizer (the schedule's length is immaterial here)
+    compile_seconds: float
+
+
+def compile_train_step(task, optim_config, batch, *, donate: bool = True) -> CompiledStep:
+    """The real train step of `task` (one device) compiled for `batch`, and a fresh state to run it on."""
+    optimizer = make_optimizer(optim_config, 10**9, task.model_config.num_layers)
     state = jax.jit(lambda: train.init_train_state(task, optimizer, 0, batch))()
     step_fn, _ = train.compile_steps(task, optimizer, 1, donate=donate)
     start = time.perf_counter()
     compiled = step_fn.lower(state, batch).compile()
-    compile_seconds = time.perf_counter() - start
+    return CompiledStep(compiled, state, optimizer, time.perf_counter() - start)
+
+
+def time_train_steps(task, optim_config, batch: dict[str, np.ndarray], *, steps: int = 10, warmup: int = 2,
+                     donate: bool = True) -> StepTiming:
+    """Compile the real train step for `task` (one device), then time `steps` updates after `warmup`."""
+    batch = jax.device_put(batch)
+    step = compile_train_step(task, optim_config, batch, donate=donate)
+    compiled, state, compile_seconds = step.compiled, step.state, step.compile_seconds
     for _ in range(warmup):
         state, sums = compiled(state, batch)
     jax.block_until_ready(state)

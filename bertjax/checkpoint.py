@@ -7,8 +7,9 @@ leaves the previous one intact; the next run deletes such leftovers. Saves are a
 on while the files are written.
 
 The record carries a digest of the state's bits (`state_digest`) and of each process's data-iterator position
-(`iterator_digests`), so a checkpoint whose files were damaged or edited after the rename is caught on restore, as is one that orbax cannot read at all: the run then warns, moves it
-to `WORKDIR/corrupt_checkpoints/` and resumes from the newest good one.
+(`iterator_digests`), so a checkpoint whose files were damaged or edited after the rename is caught on
+restore, as is one that orbax cannot read at all: the run then warns, moves it to
+`WORKDIR/corrupt_checkpoints/` and resumes from the newest good one.
 
 Resume precedence (`restore_or_init`): the work directory's latest good checkpoint (everything: exact
 resume), else `init_checkpoint` (parameters only: continued pretraining or fine-tuning), else fresh

@@ -82,16 +82,21 @@ def write_json(path: str | pathlib.Path, value: Any) -> None:
     write_text(path, json_text(value, indent=2) + "\n")
 
 
+def decoded_lines(file, path: str | pathlib.Path) -> Iterator[str]:
+    """The lines of an open binary `file` (plain or decompressed) as UTF-8 text, line endings kept, decoded
+    one by one so that a line that is not UTF-8 (a binary file, or another encoding) is named by its number."""
+    for number, raw in enumerate(file, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                             f"{error.start + 1}); convert the file to UTF-8, or check it is the right file.") from None
+
+
 def text_lines(path: str | pathlib.Path) -> Iterator[str]:
-    """The lines of a UTF-8 text file, line endings kept and a leading byte-order mark dropped. A line that
-    is not UTF-8 is an error naming the file and the line (a binary file, or one saved in another encoding)."""
+    """`decoded_lines` of the file at `path`, a leading byte-order mark dropped."""
     with open(path, "rb") as file:
-        for number, raw in enumerate(file, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise ValueError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
-                                 f"{error.start + 1}); is it the right file, saved as UTF-8?") from None
+        for number, line in enumerate(decoded_lines(file, path), 1):
             yield line.removeprefix("\ufeff") if number == 1 else line
 
 

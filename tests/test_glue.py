@@ -242,5 +242,5 @@ def test_seed_summary_is_median_mean_and_sample_std():
 def test_a_tsv_that_is_not_utf8_is_named_with_its_line(tmp_path):
     path = tmp_path / "train.tsv"
     path.write_bytes(b"sentence\tlabel\nfine\t1\n\x89PNG\r\n\x1a\n")
-    with pytest.raises(ValueError, match=r"train.tsv:3: not UTF-8 text \(byte 0x89 at column 1\)"):
+    with pytest.raises(ValueError, match=r"train.tsv, line 3: not UTF-8 text \(byte 0x89 at column 1\)"):
         glue.read_tsv(glue.TASKS["sst2"], path, labelled=True)

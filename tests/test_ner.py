@@ -312,5 +312,5 @@ def test_a_type_never_seen_in_training_is_an_error_naming_the_file_and_line(sp_t
 def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
     path = tmp_path / "latin1.conll"
     path.write_bytes("EU B-ORG\nJos\u00e9 B-PER\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin1.conll:2: not UTF-8 text \(byte 0xe9 at column 4\)"):
+    with pytest.raises(ValueError, match=r"latin1.conll, line 2: not UTF-8 text \(byte 0xe9 at column 4\)"):
         ner.read_conll(path)

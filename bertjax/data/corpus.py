@@ -27,6 +27,7 @@ import re
 import sysconfig
 from collections.abc import Iterable, Iterator, Sequence
 
+from bertjax import files
 from bertjax.data import records
 
 Document = list[str]  # its sentences; a reader may yield a text (`str`) instead: see `text_document`
@@ -83,16 +84,6 @@ def _line_documents(lines: Iterable[str]) -> Iterator[str]:
     for line in lines:
         if _has_text(line):
             yield line.rstrip("\n")
-
-
-def _decoded_lines(file, path: pathlib.Path) -> Iterator[str]:
-    """UTF-8 lines, decoded one by one so that a bad one is named by its number."""
-    for number, raw in enumerate(file, 1):
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path}, line {number}: not UTF-8 text ({error.reason} at byte {error.start + 1} of "
-                             "the line); convert the file to UTF-8.") from None
 
 
 # What a file's first bytes say it is, and the --corpus prefix that reads it.
@@ -159,7 +150,7 @@ def read_text_files(paths: Sequence[str | pathlib.Path], text_format: str = "ber
 def _text_documents(paths, documents) -> Iterator[Document | str]:
     for path in paths:
         with open(path, "rb") as file:
-            yield from documents(_decoded_lines(file, path))
+            yield from documents(files.decoded_lines(file, path))
 
 
 def _existing(paths: Sequence[str | pathlib.Path], prefix: str) -> list[pathlib.Path]:
