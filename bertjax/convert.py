@@ -25,6 +25,7 @@ import numpy as np
 from flax import traverse_util
 from safetensors.numpy import load_file
 
+from bertjax import convert_modernbert
 from bertjax.heads import (BertForMultipleChoice, BertForPretraining, BertForQuestionAnswering,
                            BertForSequenceClassification, BertForTokenClassification)
 from bertjax.model import BertConfig, BertModel, stack_layers, unstack_layers
@@ -76,6 +77,7 @@ HEADS = {
 }
 _HEAD_OF_ARCHITECTURE = {head.architecture: name for name, head in HEADS.items()}
 _HEAD_OF_ARCHITECTURE["BertForMaskedLM"] = "pretraining"  # Google's checkpoints hold both heads under this name
+_HEAD_OF_ARCHITECTURE |= {name: head for name, (head, _) in convert_modernbert.ARCHITECTURES.items()}
 _HEAD_OF_RECORD = {head.recorded_as: name for name, head in HEADS.items()}
 
 # HF keys that are not parameters, or are tied to one that is (checked equal, then skipped).
@@ -385,6 +387,8 @@ def load_hf_folder(folder: str | pathlib.Path) -> tuple[BertConfig, dict, list[s
         hf_config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise ConversionError(f"{config_path} is not valid JSON: {error}") from None
+    if hf_config.get("model_type") == "modernbert":
+        return _load_modernbert(hf_config, str(config_path), weights_path)
     config = config_from_hf(hf_config, str(config_path))
     labels = hf_labels(hf_config)
     tensors = read_hf_tensors(weights_path)
@@ -399,6 +403,37 @@ def load_hf_folder(folder: str | pathlib.Path) -> tuple[BertConfig, dict, list[s
     return config, params, absent, hf_config
 
 
+def _load_modernbert(hf_config: dict[str, Any], config_source: str, weights_path: pathlib.Path):
+    """`load_hf_folder` for an HF ModernBERT folder: the parameters of the head `architectures` names, the
+    bertjax parts HF's model lacks filled with zeros (those are returned as absent)."""
+    config = convert_modernbert.config_from_hf(hf_config, config_source)
+    architectures = [name for name in hf_config.get("architectures") or ["ModernBertModel"]
+                     if name in convert_modernbert.ARCHITECTURES]
+    if not architectures:
+        raise ConversionError(f"{config_source}: architectures {hf_config.get('architectures')} has none of "
+                              f"{sorted(convert_modernbert.ARCHITECTURES)}.")
+    head = convert_modernbert.ARCHITECTURES[architectures[0]][0]
+    tensors = read_hf_tensors(weights_path)
+    num_labels = {"multiple_choice": 1, "question_answering": 2}.get(head)
+    if num_labels is None and "classifier.weight" in tensors:
+        num_labels = int(tensors["classifier.weight"].shape[0])
+    params, zero_filled = convert_modernbert.params_from_hf(
+        tensors, config, head, str(weights_path), decoder_bias=hf_config.get("decoder_bias", True),
+        num_labels=num_labels or 2)
+    return config, params, zero_filled, hf_config
+
+
+def _bert_cannot_hold(config: BertConfig) -> list[str]:
+    """The switches of `config` that HF BERT has no place for."""
+    bert = BertConfig()
+    fields = ("pre_layer_norm", "causal", "position_embedding", "gated_mlp", "dense_bias", "norm_bias",
+              "global_attention_every", "pooler")
+    problems = [f"{name}={getattr(config, name)!r}" for name in fields if getattr(config, name) != getattr(bert, name)]
+    if config.type_vocab_size == 0:
+        problems.append("type_vocab_size=0")
+    return problems
+
+
 # --- bertjax -> HF -------------------------------------------------------------------------------------------
 
 def hf_tensors(params: dict, config: BertConfig, head: str) -> dict[str, np.ndarray]:
@@ -408,9 +443,14 @@ def hf_tensors(params: dict, config: BertConfig, head: str) -> dict[str, np.ndar
     the head's parts; parts of `params` that the head does not use (say, the MLM head when exporting the
     encoder alone) are left out. A part the head needs and `params` lacks fails, naming it.
     """
-    if config.pre_layer_norm or config.causal:
-        raise ConversionError("HF BERT is a post-LayerNorm bidirectional encoder; a model with pre_layer_norm or "
-                              "causal attention has no HF BERT equivalent.")
+    if head not in HEADS:
+        raise ConversionError(f"Unknown head {head!r}; choose one of {sorted(HEADS)}.")
+    if convert_modernbert.is_modernbert(config):
+        return convert_modernbert.hf_tensors(params, config, head)
+    cannot_hold = _bert_cannot_hold(config)
+    if cannot_hold:
+        raise ConversionError(f"HF BERT (a post-LayerNorm bidirectional encoder with learned positions) cannot hold "
+                              f"{', '.join(cannot_hold)}; a model with rotary positions exports as HF ModernBERT.")
     if head not in HEADS:
         raise ConversionError(f"Unknown head {head!r}; choose one of {sorted(HEADS)}.")
     parts, with_pooler = HEADS[head].parts, HEADS[head].with_pooler
@@ -433,10 +473,15 @@ def hf_tensors(params: dict, config: BertConfig, head: str) -> dict[str, np.ndar
 
 
 def config_to_hf(config: BertConfig, head: str, labels: list[str] | None = None, num_labels: int | None = None,
-                 pad_token_id: int = 0, problem_type: str | None = None) -> dict[str, Any]:
-    """A bertjax `BertConfig` -> HF's config.json for `head`'s architecture. `problem_type` (HF's name:
-    single_label_classification, regression, multi_label_classification) is written for sequence
-    classification; unset, a one-output classifier is taken for a regressor."""
+                 pad_token_id: int = 0, problem_type: str | None = None,
+                 special_ids: dict[str, int] | None = None) -> dict[str, Any]:
+    """A bertjax `BertConfig` -> HF's config.json for `head`'s architecture (ModernBERT's for a rotary model,
+    with the tokenizer's `special_ids`: pad, cls, sep). `problem_type` (HF's name: single_label_classification,
+    regression, multi_label_classification) is written for sequence classification; unset, a one-output
+    classifier is taken for a regressor."""
+    if convert_modernbert.is_modernbert(config):
+        return convert_modernbert.config_to_hf(config, head, labels, num_labels,
+                                               {"pad": pad_token_id, **(special_ids or {})}, problem_type)
     hf_config = {
         "architectures": [HEADS[head].architecture], "model_type": "bert", "vocab_size": config.vocab_size,
         "hidden_size": config.hidden_size, "num_hidden_layers": config.num_layers,

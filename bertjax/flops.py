@@ -6,6 +6,7 @@ L tokens with P predicted positions each, hidden size D, N layers, vocabulary V:
 
     6 x (parameters of the N encoder layers) x tokens          the dense layers: every token through every layer
   + 12 x N x B x L^2 x D                                        attention scores (Q K^T) and the weighted sum (P V)
+                                                                (a local layer: L x min(L, window + 1) keys)
   + 6 x B x P x (D^2 + D x V)                                   the MLM head on the predicted positions
   + 6 x B x (D^2 + 2 D)                                         pooler and sentence head
 
@@ -28,9 +29,11 @@ PEAK_FLOPS = {
 
 def encoder_layer_parameters(config: BertConfig) -> int:
     d, f = config.hidden_size, config.intermediate_size
-    attention = 4 * d * d + 4 * d  # query, key, value, output kernels and biases
-    feed_forward = 2 * d * f + f + d
-    layer_norms = 4 * d
+    bias = int(config.dense_bias)
+    attention = 4 * d * d + 4 * d * bias  # query, key, value, output kernels and biases
+    inner = 2 * f if config.gated_mlp else f  # a GLU's input and gate
+    feed_forward = d * inner + f * d + (inner + d) * bias
+    layer_norms = 2 * d * (1 + int(config.norm_bias))
     return config.num_layers * (attention + feed_forward + layer_norms)
 
 
@@ -40,7 +43,10 @@ def analytic_flops(config: BertConfig, batch: int, length: int, predictions: int
     d, v = config.hidden_size, config.vocab_size
     tokens = batch * length if tokens is None else tokens
     dense = 6 * encoder_layer_parameters(config) * tokens
-    attention = 12 * config.num_layers * batch * length * length * d
+    local_keys = min(length, config.local_attention_window // 2 * 2 + 1)
+    global_layers = sum(bool(config.is_global_layer(index)) for index in range(config.num_layers))
+    keys = global_layers * length + (config.num_layers - global_layers) * local_keys  # summed over the layers
+    attention = 12 * batch * length * keys * d
     mlm_head = 6 * batch * predictions * (d * d + d * v)
     sentence = 6 * batch * (d * d + 2 * d)
     return float(dense + attention + mlm_head + sentence)

@@ -63,7 +63,7 @@ class BertForPretraining(nn.Module):
     def setup(self):
         self.bert = BertModel(self.config)
         self.mlm_head = MaskedLMHead(self.config)
-        self.sentence_head = make_dense(self.config, 2, ("embed", None))
+        self.sentence_head = make_dense(self.config, 2, ("embed", None), bias=True)
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None,
                  masked_positions=None, cls_positions=None, *, deterministic: bool = True) -> PretrainingOutput:
@@ -112,7 +112,7 @@ class BertForSequenceClassification(nn.Module):
     def setup(self):
         self.bert = BertModel(self.config)
         self.dropout = make_dropout(self.config, self.config.hidden_dropout)
-        self.classifier = make_dense(self.config, self.num_labels, ("embed", None))
+        self.classifier = make_dense(self.config, self.num_labels, ("embed", None), bias=True)
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
                  deterministic: bool = True) -> HeadOutput:
@@ -132,7 +132,7 @@ class BertForMultipleChoice(nn.Module):
     def setup(self):
         self.bert = BertModel(self.config)
         self.dropout = make_dropout(self.config, self.config.hidden_dropout)
-        self.classifier = make_dense(self.config, 1, ("embed", None))
+        self.classifier = make_dense(self.config, 1, ("embed", None), bias=True)
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
                  deterministic: bool = True) -> HeadOutput:
@@ -156,12 +156,13 @@ class BertForQuestionAnswering(nn.Module):
 
     def setup(self):
         self.bert = BertModel(self.config)
-        self.qa_outputs = make_dense(self.config, 2, ("embed", None))
+        self.qa_outputs = make_dense(self.config, 2, ("embed", None), bias=True)
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
                  deterministic: bool = True) -> HeadOutput:
         encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic)
-        return HeadOutput(self.qa_outputs(encoder.last_hidden_state).astype(jnp.float32), encoder)
+        hidden = self.bert.transform(encoder.last_hidden_state)
+        return HeadOutput(self.qa_outputs(hidden).astype(jnp.float32), encoder)
 
 
 class BertForTokenClassification(nn.Module):
@@ -173,12 +174,12 @@ class BertForTokenClassification(nn.Module):
     def setup(self):
         self.bert = BertModel(self.config)
         self.dropout = make_dropout(self.config, self.config.hidden_dropout)
-        self.classifier = make_dense(self.config, self.num_labels, ("embed", None))
+        self.classifier = make_dense(self.config, self.num_labels, ("embed", None), bias=True)
 
     def __call__(self, input_ids, segment_ids=None, attention_mask=None, position_ids=None, *,
                  deterministic: bool = True) -> HeadOutput:
         encoder = self.bert(input_ids, segment_ids, attention_mask, position_ids, deterministic=deterministic)
-        hidden = self.dropout(encoder.last_hidden_state, deterministic=deterministic)
+        hidden = self.dropout(self.bert.transform(encoder.last_hidden_state), deterministic=deterministic)
         return HeadOutput(self.classifier(hidden).astype(jnp.float32), encoder)
 
 
@@ -266,7 +267,7 @@ class PooledClassifier(nn.Module):
     def setup(self):
         nn.share_scope(self, self.backbone)
         self.pooled_dropout = make_dropout(self.backbone.config, self.dropout_rate)
-        self.classifier = make_dense(self.backbone.config, self.num_labels, ("embed", None))
+        self.classifier = make_dense(self.backbone.config, self.num_labels, ("embed", None), bias=True)
 
     def __call__(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
         """(B, L) ids and mask -> (B, C) logits."""

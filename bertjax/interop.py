@@ -75,7 +75,7 @@ def import_hf(hf_dir: str | pathlib.Path, output: str | pathlib.Path, head: str 
     """
     source_name = str(hf_dir)
     hf_dir, output = hub.resolve_hf(hf_dir), pathlib.Path(output).absolute()
-    model_config, params, _, hf_config = convert.load_hf_folder(hf_dir)
+    model_config, params, absent, hf_config = convert.load_hf_folder(hf_dir)
     chosen = head or convert.head_of_hf_config(hf_config, params, str(hf_dir / "config.json"))
     if chosen not in convert.HEADS:
         raise ValueError(f"Unknown head {chosen!r}; choose one of {sorted(convert.HEADS)}.")
@@ -89,8 +89,9 @@ def import_hf(hf_dir: str | pathlib.Path, output: str | pathlib.Path, head: str 
         raise convert.ConversionError(f"{hf_dir}: the weights hold {unused} beside the {chosen} head that "
                                       "config.json names; pass --head to say which to keep.")
     params = {name: params[name] for name in ("bert", *parts)}
-    zero_filled = []
-    if "pooler" not in params["bert"]:
+    zero_filled = [part for part in absent if hf_config.get("model_type") == "modernbert"
+                   and part.split("/")[0] in ("bert", *parts)]  # ModernBERT: the parts HF's model lacks
+    if model_config.pooler == "tanh" and "pooler" not in params["bert"]:
         if convert.HEADS[chosen].with_pooler:
             raise convert.ConversionError(f"{hf_dir}: the checkpoint has no pooler, which the {chosen} head "
                                           "uses.")
@@ -136,13 +137,15 @@ def export_hf(run_path: str | pathlib.Path, output: str | pathlib.Path, head: st
     tensors = convert.hf_tensors(params, model_config, chosen)
     tokenizer = run_tokenizer(run, tokenizer_path)
     hf_config = convert.config_to_hf(model_config, chosen, run.record.get("labels"), run.record.get("num_labels"),
-                                     pad_token_id=tokenizer.pad_id, problem_type=run.record.get("problem_type"))
+                                     pad_token_id=tokenizer.pad_id, problem_type=run.record.get("problem_type"),
+                                     special_ids={"cls": tokenizer.cls_id, "sep": tokenizer.sep_id})
     _refuse_existing(output, overwrite)
     with files.replacing_directory(output) as partial:
         files.write_json(partial / "config.json", hf_config)
         save_file(tensors, partial / "model.safetensors", metadata={"format": "pt"})
         written = ["config.json", "model.safetensors", *tokenizers.save_hf_tokenizer(
-            tokenizer, partial, max_length=model_config.max_position_embeddings)]
+            tokenizer, partial, max_length=model_config.max_position_embeddings,
+            segments=model_config.type_vocab_size > 0)]
     return {"architecture": hf_config["architectures"][0], "tensors": len(tensors), "files": written,
             "step": run.record.get("step")}
 

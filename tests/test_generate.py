@@ -1,6 +1,7 @@
 """Generation: the key/value cache gives what recomputing the whole sequence gives, sampling is reproducible
 and stays inside its top-k / top-p set, one compiled decode step serves every token, and the tool runs."""
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -62,6 +63,24 @@ def test_scanned_layers_decode_like_unrolled_ones(model_and_params):
     scanned_params = {**params, "bert": stack_layers(params["bert"], CONFIG.num_layers)}
     assert generate.generate(scanned, scanned_params, PROMPTS, max_new_tokens=8) == \
         generate.generate(model, params, PROMPTS, max_new_tokens=8)
+
+
+# The modern switches: rotary positions (other bases in local layers), local windows shorter than the rows, GLU.
+MODERN = BertConfig(vocab_size=60, hidden_size=32, num_layers=3, num_heads=2, intermediate_size=48,
+                    max_position_embeddings=40, causal=True, hidden_dropout=0.0, attention_dropout=0.0,
+                    position_embedding="rotary", rope_theta=160000.0, type_vocab_size=0, pre_layer_norm=True,
+                    first_layer_attention_norm=False, gated_mlp=True, dense_bias=False, norm_bias=False,
+                    global_attention_every=2, local_attention_window=4)
+
+
+@pytest.mark.parametrize("scan_layers", [False, True], ids=["unrolled", "scanned"])
+def test_rotary_model_with_local_layers_decodes_as_it_recomputes(scan_layers):
+    model = BertForCausalLM(dataclasses.replace(MODERN, scan_layers=scan_layers))
+    params = nn.meta.unbox(model.init(jax.random.key(3), jnp.ones((1, 4), jnp.int32))["params"])
+    params = jax.tree.map(lambda x: x * 4 if x.ndim > 1 else x, params)
+    cached = generate.generate(model, params, PROMPTS, max_new_tokens=12)
+    assert cached == _greedy_by_recomputing(model, params, PROMPTS, 12)
+    assert len({tuple(row) for row in cached}) == 3
 
 
 def test_one_compiled_decode_step_serves_every_token(model_and_params):

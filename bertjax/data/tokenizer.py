@@ -521,15 +521,18 @@ def copy_tokenizer(path: str | pathlib.Path, lowercase: bool | None, folder: str
     return tokenizer
 
 
-def save_hf_tokenizer(tokenizer: Tokenizer, folder: str | pathlib.Path, max_length: int = 512) -> list[str]:
+def save_hf_tokenizer(tokenizer: Tokenizer, folder: str | pathlib.Path, max_length: int = 512,
+                      segments: bool = True) -> list[str]:
     """Write what `transformers.AutoTokenizer.from_pretrained(folder)` loads: `tokenizer.json`,
     `tokenizer_config.json`, `special_tokens_map.json`, and for WordPiece `vocab.txt` (with its casing in
-    tokenizer_config.json: `do_lower_case`, `strip_accents`, `tokenize_chinese_chars`). Returns the names."""
+    tokenizer_config.json: `do_lower_case`, `strip_accents`, `tokenize_chinese_chars`). Returns the names.
+    `segments=False` (a model without segment embeddings) leaves token_type_ids out of the model's inputs."""
     folder = pathlib.Path(folder)
     hf_tokenizer(tokenizer).save(str(folder / "tokenizer.json"))
     specials = dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), SPECIAL_TOKENS))
     settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
-                "model_input_names": ["input_ids", "token_type_ids", "attention_mask"], **specials}
+                "model_input_names": ["input_ids", *(["token_type_ids"] if segments else []), "attention_mask"],
+                **specials}
     if isinstance(tokenizer, WordPieceTokenizer):  # what a reader of vocab.txt alone needs (BERT's keys)
         settings |= tokenizer.normalizer_settings()
     (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n")
