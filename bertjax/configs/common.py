@@ -36,6 +36,7 @@ def data_config() -> config_dict.ConfigDict:
     data.max_seq_length = 128  # tokens per row, [CLS] and [SEP] included
     data.max_predictions_per_seq = 20  # BERT: 20 at length 128, 80 at 512
     data.mask_rate = 0.15  # share of tokens chosen for prediction (80% [MASK], 10% random, 10% kept)
+    data.eval_mask_rate = config_dict.placeholder(float)  # held-out evaluation's rate; None = mask_rate (0.15: BERT's)
     data.whole_word_masking = False  # choose whole words: every piece of a chosen word is predicted
     data.sentence_task = "nsp"  # nsp | sop | none
     data.short_seq_prob = 0.1  # share of pairs cut to a random shorter length, as BERT does
@@ -191,10 +192,11 @@ LIMITS = {
     # model (None: the variant's value)
     "model.vocab_size": "[1, )", "model.hidden_size": "[1, )", "model.num_layers": "[1, )",
     "model.num_heads": "[1, )", "model.intermediate_size": "[1, )", "model.max_position_embeddings": "[1, )",
-    "model.type_vocab_size": "[1, )", "model.hidden_dropout": "[0, 1)", "model.attention_dropout": "[0, 1)",
+    "model.type_vocab_size": "[0, )", "model.rope_theta": "(0, )", "model.local_rope_theta": "(0, )",
+    "model.global_attention_every": "[1, )", "model.local_attention_window": "[2, )", "model.hidden_dropout": "[0, 1)", "model.attention_dropout": "[0, 1)",
     "model.layer_norm_eps": "(0, )", "model.initializer_range": "[0, )",
     # data
-    "data.max_seq_length": "[3, )", "data.max_predictions_per_seq": "[1, )", "data.mask_rate": "(0, 1)",
+    "data.max_seq_length": "[3, )", "data.max_predictions_per_seq": "[1, )", "data.mask_rate": "(0, 1)", "data.eval_mask_rate": "(0, 1)",
     "data.short_seq_prob": "[0, 1]", "data.max_examples_per_row": "[1, )", "data.num_workers": "[0, )",
     # optim
     "optim.learning_rate": "(0, )", "optim.b1": "[0, 1)", "optim.b2": "[0, 1)", "optim.eps": "(0, )",

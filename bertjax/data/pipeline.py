@@ -35,12 +35,14 @@ class _DocumentExamples(grain.experimental.FlatMapTransform):
 
     max_fan_out = 1024  # only bounds a MapDataset flat map; this one runs on an IterDataset
 
-    def __init__(self, source: shards.DocumentSource, tokenizer: Tokenizer, data, seed: int, epoch_length: int):
+    def __init__(self, source: shards.DocumentSource, tokenizer: Tokenizer, data, seed: int, epoch_length: int,
+                 mask_rate: float):
         self._source = source
         self._tables = MaskingTables.from_tokenizer(tokenizer)
         self._cls_id, self._sep_id = tokenizer.cls_id, tokenizer.sep_id
-        self._data = {key: data[key] for key in ("max_seq_length", "max_predictions_per_seq", "mask_rate",
+        self._data = {key: data[key] for key in ("max_seq_length", "max_predictions_per_seq",
                                                   "whole_word_masking", "sentence_task", "short_seq_prob")}
+        self._data["mask_rate"] = mask_rate
         self._seed, self._epoch_length = seed, epoch_length
         self._barren = 0  # documents in a row that gave no example
 
@@ -115,7 +117,8 @@ def prediction_slots_per_row(data) -> int:
     if not data.packing:
         return data.max_predictions_per_seq
     examples = data.max_examples_per_row
-    return min(examples * data.max_predictions_per_seq, int(data.mask_rate * data.max_seq_length) + examples)
+    rate = max(data.mask_rate, data.get("eval_mask_rate") or 0.0)  # evaluation batches have the same shapes
+    return min(examples * data.max_predictions_per_seq, int(rate * data.max_seq_length) + examples)
 
 
 def empty_batch(data, batch_size: int) -> dict[str, np.ndarray]:
@@ -152,7 +155,8 @@ def pretraining_dataset(data, tokenizer: Tokenizer, split: str, *, batch_size: i
         raise ValueError(f"Split {split!r} has {len(source)} documents: too few for {process_count} processes.")
     if train:
         indices = indices.shuffle(seed).repeat(None)
-    examples = _DocumentExamples(source, tokenizer, data, seed if train else 0, epoch_length)
+    mask_rate = data.mask_rate if train or data.get("eval_mask_rate") is None else data.eval_mask_rate
+    examples = _DocumentExamples(source, tokenizer, data, seed if train else 0, epoch_length, mask_rate)
     dataset = indices.map_with_index(_with_index).to_iter_dataset(grain.ReadOptions(num_threads=0))
     dataset = grain.experimental.FlatMapIterDataset(dataset, examples)
 

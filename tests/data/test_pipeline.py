@@ -82,7 +82,8 @@ def test_same_seed_same_batches_other_seed_other_batches(prepared_dir, sp_tokeni
 def test_each_epoch_masks_anew(prepared_dir, sp_tokenizer_path, sp_tokenizer):
     data = _data(prepared_dir, sp_tokenizer_path)
     source = shards.DocumentSource(shards.split_paths(prepared_dir, "train"))
-    builder = pipeline._DocumentExamples(source, sp_tokenizer, data, seed=0, epoch_length=len(source))
+    builder = pipeline._DocumentExamples(source, sp_tokenizer, data, seed=0, epoch_length=len(source),
+                                         mask_rate=data.mask_rate)
     for document in range(20):
         again = builder.examples(document, epoch=0)
         for first, second in zip(builder.examples(document, epoch=0), again):
@@ -114,7 +115,8 @@ def test_evaluation_covers_the_split_once_and_pads(prepared_dir, sp_tokenizer_pa
     data = _data(prepared_dir, sp_tokenizer_path)
     batches = list(pipeline.pretraining_dataset(data, sp_tokenizer, "validation", batch_size=16, seed=0, train=False))
     source = shards.DocumentSource(shards.split_paths(prepared_dir, "validation"))
-    builder = pipeline._DocumentExamples(source, sp_tokenizer, data, seed=0, epoch_length=len(source))
+    builder = pipeline._DocumentExamples(source, sp_tokenizer, data, seed=0, epoch_length=len(source),
+                                         mask_rate=data.mask_rate)
     expected = sum(len(builder.examples(document, 0)) for document in range(len(source)))
     assert sum(batch["sentence_weights"].sum() for batch in batches) == expected
     assert all(batch["input_ids"].shape == (16, 64) for batch in batches)
@@ -192,3 +194,19 @@ def test_empty_batch_has_the_pipelines_shapes(prepared_dir, sp_tokenizer_path, s
     assert {name: (value.shape, value.dtype) for name, value in empty.items()} == \
         {name: (value.shape, value.dtype) for name, value in batch.items()}
     assert not any(value.any() for value in empty.values())  # all padding: nothing attends, nothing weighs
+
+
+def test_evaluation_can_mask_at_another_rate_than_training(prepared_dir, sp_tokenizer_path, sp_tokenizer):
+    """The modern recipe trains at 30% and is compared with BERT's at 15% held-out masking: `eval_mask_rate`."""
+    data = _data(prepared_dir, sp_tokenizer_path, packing=True, max_seq_length=128, max_predictions_per_seq=80,
+                 mask_rate=0.3, eval_mask_rate=0.15)
+
+    def share(split, train):
+        batches = pipeline.pretraining_dataset(data, sp_tokenizer, split, batch_size=16, seed=0, train=train)
+        batch = next(iter(batches))
+        real = (batch["attention_mask"] > 0) & ~np.isin(batch["input_ids"], [sp_tokenizer.cls_id, sp_tokenizer.sep_id])
+        return batch["masked_weights"].sum() / real.sum(), batch["masked_positions"].shape
+
+    (train_share, train_shape), (eval_share, eval_shape) = share("train", True), share("validation", False)
+    assert train_shape == eval_shape == (16, min(4 * 80, int(0.3 * 128) + 4))  # one shape: one compiled step
+    assert train_share == pytest.approx(0.3, abs=0.03) and eval_share == pytest.approx(0.15, abs=0.03)
