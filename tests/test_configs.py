@@ -20,7 +20,7 @@ def test_every_config_file_loads_and_builds_its_model(path):
     config = importlib.import_module(f"bertjax.configs.{path.stem}").get_config()
     model = BertConfig.from_config(config.model)
     assert config.model.variant in VARIANTS
-    assert model.num_layers == VARIANTS[config.model.variant]["num_layers"]
+    assert model.num_layers == (config.model.num_layers or VARIANTS[config.model.variant]["num_layers"])
     assert config.is_locked
 
 
@@ -81,3 +81,33 @@ def test_model_info_reports_the_parameter_count():
     total = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(abstract))
     assert re.search(r"^\s*total\s+([\d,]+)", result.stdout, re.M).group(1) == f"{total:,}"
     assert "tokens/s" in result.stdout
+
+
+def test_modern_base_is_transformers_modernbert_base_and_modern_tiny_matches_bert_tiny():
+    """modern_base's model is what transformers' ModernBertConfig defaults (ModernBERT-base) convert to; modern_tiny
+    trains like bert_tiny (steps, batch, evaluation) with about its parameter count, at 30% masking evaluated at 15%."""
+    import jax
+    import transformers
+
+    from bertjax import benchmark, convert_modernbert
+    from bertjax.configs import bert_tiny, modern_base, modern_tiny
+
+    modern = modern_base.get_config()
+    assert BertConfig.from_config(modern.model) == convert_modernbert.config_from_hf(
+        transformers.ModernBertConfig().to_dict())
+    assert (modern.data.mask_rate, modern.data.sentence_task, modern.optim.schedule) == (0.3, "none", "wsd")
+    common.validate(modern)
+
+    tiny, bert = modern_tiny.get_config(), bert_tiny.get_config()
+    common.validate(tiny)
+    assert (tiny.data.mask_rate, tiny.data.eval_mask_rate, tiny.data.sentence_task) == (0.3, 0.15, "none")
+    for key in ("num_steps", "global_batch_size", "eval_batch_size", "eval_every"):
+        assert tiny.train[key] == bert.train[key]
+    assert tiny.data.max_seq_length == bert.data.max_seq_length
+    counts = []
+    for config in (tiny, bert):
+        task = benchmark.synthetic_task(config)
+        batch = benchmark.synthetic_batch(task.model_config, 2, 128, 20)
+        shapes = jax.eval_shape(task.init_params, jax.random.key(0), batch)
+        counts.append(sum(leaf.size for leaf in jax.tree.leaves(shapes)))
+    assert abs(counts[0] / counts[1] - 1) < 0.02, counts

@@ -70,6 +70,47 @@ def test_loss_and_gradients_equal_a_single_device(prepared_dir, sp_tokenizer_pat
     assert shard == {"dp": (32, 64), "fsdp": (8, 64), "fsdp_tp": (16, 32)}[rules]
 
 
+
+@pytest.mark.parametrize("scan", [False, True], ids=["unrolled", "scanned"])
+def test_modern_encoder_parameters_shard_and_compute_as_on_one_device(prepared_dir, sp_tokenizer_path, scan):
+    """The modern switches (rotary positions, GeGLU, no biases, no segment table, local and global layers, the
+    prediction-head pooler) on a 2 x 2 x 2 fsdp_tp mesh: every matrix is split as its logical axes say, and the
+    loss and gradients equal one device's."""
+    def modern(*mesh, rules="dp"):
+        config = _config(prepared_dir, sp_tokenizer_path, *mesh, rules=rules)
+        config.model.update(num_layers=3, position_embedding="rotary", gated_mlp=True, dense_bias=False,
+                            norm_bias=False, pre_layer_norm=True, first_layer_attention_norm=False,
+                            type_vocab_size=0, global_attention_every=3, local_attention_window=16,
+                            pooler="prediction_head", scan_layers=scan)
+        config.data.sentence_task = "none"
+        return config
+
+    task = PretrainingTask(modern())
+    batch = next(iter(task.dataset("train", batch_size=16, seed=0, train=True)))
+    assert (batch["attention_mask"].sum(axis=1) > 16).any()  # rows longer than the window: local layers differ
+    params = jax.device_get(task.init_params(jax.random.PRNGKey(0), batch))
+    loss_one, grads_one, _ = _loss_and_grads(modern(), batch, params, jax.devices()[:1])
+    loss_mesh, grads_mesh, placed = _loss_and_grads(modern(2, 2, 2, rules="fsdp_tp"), batch, params, jax.devices())
+    assert loss_mesh == pytest.approx(loss_one, rel=1e-5)
+    for one, mesh in zip(jax.tree.leaves(grads_one), jax.tree.leaves(grads_mesh)):
+        np.testing.assert_allclose(mesh, one, rtol=2e-4, atol=1e-6)
+
+    flat = {"/".join(str(getattr(key, "key", key)) for key in path): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(placed)[0]}
+    assert not any("bias" in name for name in flat if "sentence_head" not in name and "mlm_head" not in name)
+    assert not any("position_embeddings" in name or "token_type" in name for name in flat)
+    layer = "encoder/layers/layer" if scan else "encoder/layer_1"
+    gated = flat[f"bert/{layer}/intermediate/kernel"]
+    assert gated.shape[-1] == 2 * 64  # inner and gate halves in one kernel
+    assert tuple(gated.sharding.spec)[-2:] == ("fsdp", "tensor")
+    for name, leaf in flat.items():
+        spec = set(leaf.sharding.spec) - {None}
+        if name.startswith("bert/encoder") and leaf.ndim >= 2 + scan:  # matrices: split over both parameter axes
+            assert spec == {"fsdp", "tensor"}, (name, leaf.sharding.spec)
+        elif name != "sentence_head/bias":  # the rest on one of them at least (norm scales: over fsdp)
+            assert spec, (name, leaf.sharding.spec)
+
+
 def test_bfloat16_policy_keeps_float32_parameters(prepared_dir, sp_tokenizer_path, batch_and_params):
     batch, params = batch_and_params
     config = _config(prepared_dir, sp_tokenizer_path)
