@@ -111,9 +111,12 @@ def hf_name(path: tuple[str, ...]) -> tuple[str, int]:
 
 
 def config_from_hf(hf_config: dict[str, Any], source: str = "config.json") -> BertConfig:
-    """An HF `BertConfig` dict -> a bertjax `BertConfig`."""
+    """An HF `BertConfig` (or `ModernBertConfig`) dict -> a bertjax `BertConfig`."""
+    if hf_config.get("model_type") == "modernbert":
+        return convert_modernbert.config_from_hf(hf_config, source)
     if hf_config.get("model_type", "bert") != "bert":
-        raise ConversionError(f"{source}: model_type is {hf_config['model_type']!r}; only 'bert' converts.")
+        raise ConversionError(f"{source}: model_type is {hf_config['model_type']!r}; only 'bert' and "
+                              "'modernbert' convert.")
     if hf_config.get("position_embedding_type", "absolute") != "absolute":
         raise ConversionError(f"{source}: position_embedding_type={hf_config['position_embedding_type']!r}; "
                               "bertjax has learned absolute positions only.")

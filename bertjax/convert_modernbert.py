@@ -109,9 +109,11 @@ def config_from_hf(hf_config: dict[str, Any], source: str = "config.json") -> Be
 def config_to_hf(config: BertConfig, head: str, labels: list[str] | None = None, num_labels: int | None = None,
                  special_ids: dict[str, int] | None = None, problem_type: str | None = None) -> dict[str, Any]:
     """A bertjax `BertConfig` -> HF's ModernBERT config.json for `head`'s architecture. `special_ids` gives
-    pad/cls/sep (and bos/eos) token ids of the tokenizer."""
+    pad/cls/sep (and bos/eos) token ids of the tokenizer; bos and eos default to cls and sep, as in ModernBERT's
+    own configs (left unset, transformers' defaults would name ids of ModernBERT's 50,368-token vocabulary)."""
     check_modernbert(config, head)
-    special_ids = special_ids or {}
+    special_ids = {"bos": (special_ids or {}).get("cls"), "eos": (special_ids or {}).get("sep"), **(special_ids or {})}
+    special_ids = {name: value for name, value in special_ids.items() if value is not None}
     hf_config = {
         "architectures": [ARCHITECTURE_OF_HEAD[head]], "model_type": "modernbert", "vocab_size": config.vocab_size,
         "hidden_size": config.hidden_size, "num_hidden_layers": config.num_layers,

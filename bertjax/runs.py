@@ -177,6 +177,12 @@ class _Source:
     where: str
     shapes: Shapes
     read: Callable[[Any], Any]  # abstract parameters -> the stored values they name, cast to their dtypes
+    # Modules stored as zeros because the source model had none ("bert/head": an HF ModernBERT masked LM's
+    # classification head): fine-tuning starts them fresh, as transformers does with weights a checkpoint lacks.
+    placeholders: tuple[str, ...] = ()
+
+    def placeholder(self, path: tuple[str, ...]) -> bool:
+        return any(_name(path).startswith(f"{module}/") for module in self.placeholders)
 
 
 def _source(path: str | pathlib.Path) -> _Source:
@@ -184,15 +190,16 @@ def _source(path: str | pathlib.Path) -> _Source:
     whole: its tensors are needed for the shapes anyway)."""
     path = hub.resolve_hf(path).absolute()  # orbax reads absolute paths only
     if convert.is_hf_folder(path):
-        flat = traverse_util.flatten_dict(convert.load_hf_bert(path)[1])
+        _, params, absent = convert.load_hf_bert(path)
+        flat = traverse_util.flatten_dict(params)
 
         def read(abstract):
             return traverse_util.unflatten_dict({name: flat[name] for name in traverse_util.flatten_dict(abstract)})
 
-        return _Source(str(path), {name: tuple(value.shape) for name, value in flat.items()}, read)
+        return _Source(str(path), {name: tuple(value.shape) for name, value in flat.items()}, read, tuple(absent))
     step_dir = step_directory(path)
-    return _Source(str(step_dir), param_shapes(_stored_tree(step_dir)),
-                   lambda abstract: _restore(step_dir, abstract))
+    return _Source(str(step_dir), param_shapes(_stored_tree(step_dir)), lambda abstract: _restore(step_dir, abstract),
+                   tuple(_read_record(step_dir).get("zero_filled", ())))
 
 
 def _read_cast(source: _Source, abstract_params: Any) -> Any:
@@ -213,13 +220,14 @@ def load_partial_params(path: str | pathlib.Path, abstract_params: Any, fresh: S
                         fresh_params: Any) -> tuple[Any, str]:
     """Parameters for fine-tuning: those of `abstract_params` found in the checkpoint at `path` (a bertjax run
     or an HF folder), and `fresh_params`' values for the top-level modules named in `fresh` (new heads) that
-    the checkpoint lacks or holds in another shape (another task's classifier). Any other parameter missing or
-    mis-shaped is an error naming it. Returns (params, a one-line report of what was loaded and what is new)."""
+    the checkpoint lacks or holds in another shape (another task's classifier), or holds only as the zeros
+    of an import (`_Source.placeholders`). Any other parameter missing or mis-shaped is an error naming it.
+    Returns (params, a one-line report of what was loaded and what is new)."""
     source = _source(path)
     stored, wanted = source.shapes, param_shapes(abstract_params)
     check = check_shapes(stored, wanted)
     check.excluding(fresh).refuse_for_init(source.where)
-    misfits = {*check.missing, *(entry[0] for entry in check.misshaped)}
+    misfits = {*check.missing, *(entry[0] for entry in check.misshaped), *filter(source.placeholder, wanted)}
     loaded = [name for name in wanted if name not in misfits]
     new = [name for name in wanted if name in misfits]
     abstract = traverse_util.flatten_dict(abstract_params)

@@ -230,6 +230,8 @@ def test_exported_modernbert_loads_whole_and_computes_what_bertjax_computes(tmp_
         _close(ours.logits[..., 0], theirs.start_logits, mask)
     else:
         _close(ours.logits, theirs.logits, mask if head == "token_classification" else None)
+    hf_config = json.loads((tmp_path / "hf" / "config.json").read_text())  # no id outside the vocabulary
+    assert all(hf_config[f"{name}_token_id"] < model_config.vocab_size for name in ("pad", "cls", "sep", "bos", "eos"))
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert "token_type_ids" not in hf_tokenizer("the state of the art")
 
@@ -268,3 +270,25 @@ def test_bert_exporter_refuses_what_bert_cannot_hold(tmp_path):
     tanh = dataclasses.replace(model_config, pooler="tanh")
     with pytest.raises(convert_modernbert.ModernBertConversionError, match="prediction_head"):
         convert_modernbert.config_to_hf(tanh, "sequence_classification", num_labels=2)
+
+
+def test_fine_tuning_from_a_modernbert_masked_lm_starts_its_classification_head_fresh(tmp_path):
+    """An HF ModernBERT masked LM has no classification head (ModernBERT's pooler is `bert/head` here): read
+    directly or through an import (which stores it as zeros), fine-tuning takes the encoder and starts the head
+    fresh, as transformers does; the model config comes from the HF folder's config.json."""
+    vocab = _vocab_file(tmp_path)
+    model_config, params = _modern_run(tmp_path / "run", "pretraining", vocab)
+    interop.export_hf(tmp_path / "run", tmp_path / "hf")
+    interop.import_hf(tmp_path / "hf", tmp_path / "imported")
+    abstract = convert.abstract_params(model_config, "sequence_classification", 3)
+    fresh = random_params(abstract, seed=1)
+    hf_config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert convert.config_from_hf(hf_config) == model_config
+    for source in (tmp_path / "hf", tmp_path / "imported"):
+        loaded, report = runs.load_partial_params(source, abstract, ("classifier",), fresh)
+        for part in ("head", "head_layer_norm"):
+            for name in loaded["bert"][part]:
+                np.testing.assert_array_equal(loaded["bert"][part][name], fresh["bert"][part][name])
+        np.testing.assert_array_equal(loaded["bert"]["encoder"]["layer_1"]["intermediate"]["kernel"],
+                                      params["bert"]["encoder"]["layer_1"]["intermediate"]["kernel"])
+        assert "new: bert/head/kernel, bert/head_layer_norm/scale, classifier" in report
