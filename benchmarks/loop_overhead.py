@@ -19,7 +19,6 @@ device). Each figure is the median of --repeats runs, interleaved. One CPU devic
 """
 
 import argparse
-import itertools
 import json
 import pathlib
 import statistics
@@ -31,17 +30,7 @@ import jax
 
 from bertjax import benchmark, train
 from bertjax.configs import bert_tiny
-from bertjax.data import corpus, shards, tokenizer
 from bertjax.tasks.pretraining import PretrainingTask
-
-
-def prepared_data(work: pathlib.Path) -> pathlib.Path:
-    documents = list(corpus.read_builtin())
-    model = work / "tokenizer" / "tokenizer.model"
-    model.parent.mkdir(parents=True)
-    tokenizer.train_sentencepiece(itertools.chain.from_iterable(documents), 2048).save(model)
-    shards.prepare(iter(documents), model, work / "data", num_workers=2)
-    return work / "data"
 
 
 def make_config(prepared_dir, args, steps: int):
@@ -100,7 +89,7 @@ def main():
     parser.add_argument("--num_workers", type=int, default=0)
     args = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="bertjax-loop-"))
-    prepared = pathlib.Path(args.prepared_dir) if args.prepared_dir else prepared_data(work)
+    prepared = pathlib.Path(args.prepared_dir) if args.prepared_dir else benchmark.builtin_prepared_data(work)
     config = make_config(prepared, args, args.steps)
     batch = next(iter(PretrainingTask(config).dataset("train", batch_size=args.batch_size, seed=0, train=True)))
     figures = {"bare": [], "loop, batches in memory": [], "loop, real pipeline": []}

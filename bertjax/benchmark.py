@@ -4,6 +4,8 @@ shape (padding, packing, masked positions). The FLOP counts and chip peaks it re
 """
 
 import dataclasses
+import itertools
+import pathlib
 import time
 from typing import Any
 
@@ -14,6 +16,19 @@ from bertjax import cli, flops, train
 from bertjax.model import BertConfig
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
+
+
+def builtin_prepared_data(work: pathlib.Path, vocab_size: int = 2048) -> pathlib.Path:
+    """The demo's data in `work`: a `vocab_size`-piece SentencePiece tokenizer trained on the built-in corpus
+    and the corpus prepared with it (`make demo`'s runs/demo/data). Returns the prepared directory."""
+    from bertjax.data import corpus, shards, tokenizer
+
+    documents = list(corpus.read_builtin())
+    model = work / "tokenizer" / "tokenizer.model"
+    model.parent.mkdir(parents=True)
+    tokenizer.train_sentencepiece(itertools.chain.from_iterable(documents), vocab_size).save(model)
+    shards.prepare(iter(documents), model, work / "data", num_workers=2)
+    return work / "data"
 
 
 def synthetic_batch(config: BertConfig, batch: int, length: int, predictions: int, *, real_fraction: float = 1.0,
