@@ -114,8 +114,15 @@ def test_donating_the_state_gives_the_same_update():
     _close(results[0], results[1], rtol=0, atol=0)
 
 
-def test_a_packed_row_scores_as_its_examples_in_separate_rows():
-    task = benchmark.synthetic_task(_config())
+# The modern switches: rotary positions restart with each packed example, local windows shorter than an example.
+MODERN = dict(position_embedding="rotary", gated_mlp=True, dense_bias=False, norm_bias=False, pre_layer_norm=True,
+              first_layer_attention_norm=False, type_vocab_size=0, global_attention_every=2, local_attention_window=4,
+              pooler="prediction_head")
+
+
+@pytest.mark.parametrize("model", [{}, MODERN], ids=["bert", "modern"])
+def test_a_packed_row_scores_as_its_examples_in_separate_rows(model):
+    task = benchmark.synthetic_task(_config(**model))
     rng = np.random.default_rng(1)
     lengths, starts = (10, 12), (0, 10)
     tokens = [rng.integers(5, 1000, n).astype(np.int32) for n in lengths]
@@ -143,10 +150,16 @@ def test_a_packed_row_scores_as_its_examples_in_separate_rows():
         np.testing.assert_allclose(packed_sums[name], separate_sums[name], rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant,batch,length", [("tiny", 8, 128), ("base", 4, 128)])
-def test_analytic_flops_agree_with_xla_cost_analysis(variant, batch, length):
+@pytest.mark.parametrize("variant,batch,length,model", [
+    ("tiny", 8, 128, {}), ("base", 4, 128, {}),
+    # GeGLU of 1,152 and no biases (ModernBERT-base's layer); a window as long as the row: XLA:CPU computes
+    # every key of a local layer, the analytic count only those in its window
+    ("base", 4, 128, {**MODERN, "intermediate_size": 1152, "global_attention_every": 3,
+                      "local_attention_window": 256})], ids=["tiny", "base", "modern_base_layers"])
+def test_analytic_flops_agree_with_xla_cost_analysis(variant, batch, length, model):
     config = common.get_config()
     config.model.variant = variant
+    config.model.update(**model)
     task = benchmark.synthetic_task(config)
     predictions = 20
     example = benchmark.synthetic_batch(task.model_config, batch, length, predictions)
