@@ -76,6 +76,19 @@ def iterator_digests(data_iterator) -> list[str]:
     return [bytes(row).hex() for row in np.asarray(gathered)]
 
 
+class FrozenPosition:
+    """A data iterator's position at one moment, saved as the iterator itself would be: the loop takes one
+    before each batch, so that a checkpoint written while the pipeline is stalled in the middle of a batch
+    (see `faults.PreemptionGuard`) resumes from the batch it was waiting for."""
+
+    def __init__(self, data_iterator):
+        state = data_iterator.get_state()
+        self._state = state if isinstance(state, bytes) else json.dumps(state).encode()
+
+    def get_state(self) -> bytes:
+        return self._state
+
+
 class _ShapeMismatch(ValueError):
     """A readable checkpoint of another model: a config error, not damage, so no fallback."""
 

@@ -157,6 +157,34 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(uninterrupted,
 
 
 @pytest.mark.slow
+def test_sigterm_while_the_input_pipeline_stalls_checkpoints_and_exits_at_once(uninterrupted, prepared_dir,
+                                                                               sp_tokenizer_path, tmp_path):
+    # Before, the handler only set a flag read after a step: a run waiting on a hung pipeline (or compiling)
+    # did not stop until a batch came.
+    process = _start(tmp_path, prepared_dir, sp_tokenizer_path, "--stall_input")
+    _wait_for(lambda: max(_train_records(tmp_path), default=0) >= 3, process, what="step 3")
+    (tmp_path / "STALL").touch()
+    _wait_for(lambda: (tmp_path / "STALLED").exists(), process, what="the stall")
+    time.sleep(0.5)
+    stalled_after = max(_train_records(tmp_path))  # the last step that finished: the loop waits for the next
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code, _, stderr = _finish(process, timeout=60)
+    seconds = time.monotonic() - signalled
+    assert code == faults.PREEMPTED_EXIT_CODE, stderr
+    assert seconds < 10, seconds
+    assert f"SIGTERM: stopped after step {stalled_after}; checkpoint" in stderr and "Traceback" not in stderr, stderr
+    assert _steps(tmp_path)[-1] == stalled_after and not _temporaries(tmp_path)
+    assert max(_train_records(tmp_path)) == stalled_after  # no step ran after the signal
+
+    # The checkpoint holds the data position before the batch it waited for: the rerun is the same run.
+    code, stdout, stderr = _finish(_start(tmp_path, prepared_dir, sp_tokenizer_path))
+    assert code == 0, stderr
+    assert f"resumed from {tmp_path / 'checkpoints' / str(stalled_after)}" in stdout + stderr
+    _assert_same_run(tmp_path, uninterrupted[0], stdout, uninterrupted[1])
+
+
+@pytest.mark.slow
 def test_kill_9_anywhere_then_restart_equals_an_uninterrupted_run(uninterrupted, prepared_dir, sp_tokenizer_path,
                                                                   tmp_path):
     rng = random.Random(11)
