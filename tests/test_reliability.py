@@ -452,6 +452,26 @@ def test_an_edited_data_iterator_position_sets_the_checkpoint_aside(prepared_dir
     assert "data-iterator position differs from the one recorded" in caplog.text
 
 
+def test_an_edited_checkpoint_record_sets_the_checkpoint_aside(prepared_dir, sp_tokenizer_path, tmp_path, caplog):
+    # The record beside the state is read on resume (its step, the identity a run is checked against, the
+    # other digests): a valid-JSON edit of it is damage too, caught by the record's digest of itself.
+    config = _config(prepared_dir, sp_tokenizer_path, **{"train.num_steps": 4})
+    task = PretrainingTask(config)
+    train.train_and_evaluate(config, tmp_path, task)
+    path = tmp_path / "checkpoints" / "4" / "record" / "metadata"
+    record = json.loads(path.read_text())
+    assert record["step"] == 4 and record["record_digest"] == checkpoint.record_digest(record)
+    record["step"] = 5
+    path.write_text(json.dumps(record))
+    checkpointer = checkpoint.Checkpointer(tmp_path, keep=2)
+    iterator = iter(task.dataset("train", batch_size=8, seed=0, train=True))
+    _, restored, step = checkpointer.restore_latest(_abstract_state(config, task), iterator)
+    checkpointer.close()
+    assert step == 2 and restored["step"] == 2
+    assert [p.name.split("-")[0] for p in (tmp_path / "corrupt_checkpoints").iterdir()] == ["4"]
+    assert "its record file was changed after it was written" in caplog.text
+
+
 def test_a_malformed_shard_record_is_named(tmp_path):
     from array_record.python.array_record_module import ArrayRecordWriter
     path = tmp_path / "train-00000.array_record"
