@@ -311,8 +311,9 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                                  "train.global_batch_size")
     sharding.check_batch_divides(train_config.eval_batch_size, 1, mesh, "train.eval_batch_size")
     batch_ways = mesh.shape["data"] * mesh.shape["fsdp"]
-    optimizer = make_optimizer(config.optim, train_config.num_steps, task.model_config.num_layers)
     schedule = learning_rate_schedule(config.optim, train_config.num_steps)
+    optimizer = make_optimizer(config.optim, train_config.num_steps, task.model_config.num_layers,
+                               schedule=schedule)
     iterator = iter(task.dataset("train", batch_size=batch_size, seed=config.seed, train=True,
                                  process_index=jax.process_index(), process_count=jax.process_count()))
     example = task.example_batch(batch_size)
