@@ -19,6 +19,7 @@ initialisation. Finding a run and loading parameters alone (init_checkpoint, exp
 import hashlib
 import json
 import pathlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -96,6 +97,14 @@ class FrozenPosition:
         return self._state
 
 
+def _reason(error: BaseException) -> str:
+    """An error of orbax or TensorStore in one line: its type and first line, less the TensorStore spec that
+    TensorStore appends (some 40 lines, or 2 kB on one line)."""
+    text = re.split(r" See full TensorStore details:| \[tensorstore_spec=", str(error), maxsplit=1)[0]
+    first = (text.strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}"
+
+
 class _ShapeMismatch(ValueError):
     """A readable checkpoint of another model: a config error, not damage, so no fallback."""
 
@@ -149,7 +158,7 @@ class Checkpointer:
         kept = (f"the previous checkpoint {self.directory / str(max(good))} is intact" if good
                 else "no earlier checkpoint exists")
         raise CheckpointWriteError(
-            f"Writing checkpoint {step} in {self.directory} failed ({type(error).__name__}: {error}); {kept}. Free "
+            f"Writing checkpoint {step} in {self.directory} failed ({_reason(error)}); {kept}. Free "
             "disk space or fix the directory, then run the same command to resume.") from error
 
     def close(self) -> None:
@@ -214,11 +223,9 @@ class Checkpointer:
             except _ShapeMismatch as error:
                 raise ValueError(str(error)) from None
             except Exception as error:  # noqa: BLE001 - any failure to read it back is damage
-                logging.warning("Checkpoint %s is damaged: %s: %s", self.directory / str(step),
-                                type(error).__name__, error)
-                damaged.append((step, f"{type(error).__name__}: {str(error)[:300]}"))
+                damaged.append((step, _reason(error)))
                 continue
-            for bad_step, reason in damaged:
+            for bad_step, reason in damaged:  # one line each, said once a good one is found
                 moved = self._quarantine(bad_step)
                 logging.warning("Checkpoint %d could not be restored (%s); moved to %s. Resuming from step %d.",
                                 bad_step, reason, moved, step)

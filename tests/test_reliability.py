@@ -237,10 +237,28 @@ def test_full_disk_fails_the_save_loudly_and_keeps_the_previous_checkpoint(unint
     assert f"the previous checkpoint {workdir / 'checkpoints' / '16'} is intact" in message
     # orbax's log records of its failed writer threads keep their first line: no orbax traceback is printed.
     assert not re.search(r'File "[^"]*/orbax/', stderr), stderr
+    assert "Traceback" not in stderr and "Event loop is closed" not in stderr, stderr
     assert _steps(workdir) == [14, 16]
     after = _saved_state(workdir / "checkpoints" / "16")
     for name in before:
         np.testing.assert_array_equal(after[name], before[name])
+
+
+def test_a_truncated_array_file_is_reported_in_one_line(uninterrupted, prepared_dir, sp_tokenizer_path, tmp_path):
+    # TensorStore's error quotes its spec of the array (before: some 40 lines in each of two warnings).
+    workdir = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], workdir)
+    largest = max((p for p in (workdir / "checkpoints" / "16" / "state").rglob("*") if p.is_file()),
+                  key=lambda p: p.stat().st_size)
+    with open(largest, "r+b") as file:
+        file.truncate(1000)
+    code, stdout, stderr = _finish(_start(workdir, prepared_dir, sp_tokenizer_path))
+    assert code == 0, stderr
+    [warning] = [line for line in stderr.splitlines() if "checkpoints" in line and "16" in line]
+    assert "Checkpoint 16 could not be restored (" in warning and "Resuming from step 14" in warning, stderr
+    assert "tensorstore" not in stderr.lower() and "'driver'" not in stderr, stderr
+    assert len(stderr.splitlines()) < 10, stderr  # the warning, the start line, 2 steps, the evaluation
+    assert f"resumed from {workdir / 'checkpoints' / '14'}" in stdout + stderr
 
 
 # --- in-process runs ------------------------------------------------------------------------------------------
