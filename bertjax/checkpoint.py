@@ -6,9 +6,9 @@ temporary directory (`STEP.orbax-checkpoint-tmp-*`) and renames it when complete
 leaves the previous one intact; the next run deletes such leftovers. Saves are asynchronous: training goes
 on while the files are written.
 
-The record carries a digest of the state's bits (`state_digest`) and of each process's data-iterator position
-(`iterator_digests`), so a checkpoint whose files were damaged or edited after the rename is caught on
-restore, as is one that orbax cannot read at all: the run then warns, moves it to
+The record carries a digest of the state's bits (`state_digest`), of each process's data-iterator position
+(`iterator_digests`) and of itself (`record_digest`), so a checkpoint whose files were damaged or edited after
+the rename is caught on restore, as is one that orbax cannot read at all: the run then warns, moves it to
 `WORKDIR/corrupt_checkpoints/` and resumes from the newest good one.
 
 Resume precedence (`restore_or_init`): the work directory's latest good checkpoint (everything: exact
@@ -19,6 +19,7 @@ initialisation. Finding a run and loading parameters alone (init_checkpoint, exp
 import hashlib
 import json
 import pathlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -76,6 +77,34 @@ def iterator_digests(data_iterator) -> list[str]:
     return [bytes(row).hex() for row in np.asarray(gathered)]
 
 
+def record_digest(record: dict) -> str:
+    """SHA-256 of a checkpoint's JSON record (as canonical JSON) without its own `record_digest`: every value
+    a resumed run reads from it (the step, the identity it is checked against, the other digests)."""
+    fields = {key: value for key, value in record.items() if key != "record_digest"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class FrozenPosition:
+    """A data iterator's position at one moment, saved as the iterator itself would be: the loop takes one
+    before each batch, so that a checkpoint written while the pipeline is stalled in the middle of a batch
+    (see `faults.PreemptionGuard`) resumes from the batch it was waiting for."""
+
+    def __init__(self, data_iterator):
+        state = data_iterator.get_state()
+        self._state = state if isinstance(state, bytes) else json.dumps(state).encode()
+
+    def get_state(self) -> bytes:
+        return self._state
+
+
+def _reason(error: BaseException) -> str:
+    """An error of orbax or TensorStore in one line: its type and first line, less the TensorStore spec that
+    TensorStore appends (some 40 lines, or 2 kB on one line)."""
+    text = re.split(r" See full TensorStore details:| \[tensorstore_spec=", str(error), maxsplit=1)[0]
+    first = (text.strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}"
+
+
 class _ShapeMismatch(ValueError):
     """A readable checkpoint of another model: a config error, not damage, so no fallback."""
 
@@ -103,6 +132,7 @@ class Checkpointer:
         """Start writing a checkpoint of `step` in the background (the caller decides when one is due). A
         failure of this or the previous background write raises `CheckpointWriteError`."""
         record = {**record, "state_digest": state_digest(state), "iterator_digests": iterator_digests(data_iterator)}
+        record["record_digest"] = record_digest(record)
         try:
             self._manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
@@ -128,7 +158,7 @@ class Checkpointer:
         kept = (f"the previous checkpoint {self.directory / str(max(good))} is intact" if good
                 else "no earlier checkpoint exists")
         raise CheckpointWriteError(
-            f"Writing checkpoint {step} in {self.directory} failed ({type(error).__name__}: {error}); {kept}. Free "
+            f"Writing checkpoint {step} in {self.directory} failed ({_reason(error)}); {kept}. Free "
             "disk space or fix the directory, then run the same command to resume.") from error
 
     def close(self) -> None:
@@ -155,6 +185,10 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract_state),
             data_iterator=grain.checkpoint.CheckpointRestore(data_iterator),
             record=ocp.args.JsonRestore()))
+        expected = restored.record.get("record_digest")
+        if expected is not None and record_digest(restored.record) != expected:
+            raise ValueError(f"the record's digest {record_digest(restored.record)[:12]} differs from the one it "
+                             f"holds ({expected[:12]}): its record file was changed after it was written")
         expected = restored.record.get("state_digest")
         if expected is not None and state_digest(restored.state) != expected:
             raise ValueError(f"the restored state's digest {state_digest(restored.state)} differs from the "
@@ -189,11 +223,9 @@ class Checkpointer:
             except _ShapeMismatch as error:
                 raise ValueError(str(error)) from None
             except Exception as error:  # noqa: BLE001 - any failure to read it back is damage
-                logging.warning("Checkpoint %s is damaged: %s: %s", self.directory / str(step),
-                                type(error).__name__, error)
-                damaged.append((step, f"{type(error).__name__}: {str(error)[:300]}"))
+                damaged.append((step, _reason(error)))
                 continue
-            for bad_step, reason in damaged:
+            for bad_step, reason in damaged:  # one line each, said once a good one is found
                 moved = self._quarantine(bad_step)
                 logging.warning("Checkpoint %d could not be restored (%s); moved to %s. Resuming from step %d.",
                                 bad_step, reason, moved, step)

@@ -190,9 +190,12 @@ def _parser(module_name: str, doc: str | None):
 class _LibraryLinesOnly(std_logging.Filter):
     """orbax logs the failure of its background writers with whole tracebacks (some 300 lines for a full
     disk; asyncio logs those of its tasks), and a damaged file with its TensorStore spec (40 lines), before
-    bertjax reports the same fault in one line that says what to do. Their records keep their first line."""
+    bertjax reports the same fault in one line that says what to do. Their records keep their first line;
+    asyncio's "exception was never retrieved" of the failed write's tasks, logged at exit, are dropped."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
+        if record.name == "asyncio" and "exception was never retrieved" in str(record.msg):
+            return False
         library = record.name == "asyncio" or "/orbax/" in record.pathname.replace("\\", "/")  # orbax's tasks
         if record.levelno >= std_logging.WARNING and library:
             lines = record.getMessage().splitlines() or [""]
@@ -200,6 +203,20 @@ class _LibraryLinesOnly(std_logging.Filter):
             record.msg, record.args = lines[0] + (" [...]" if cut else ""), None
             record.exc_info = record.exc_text = None
         return True
+
+
+def _drop_closed_loop_callbacks(default_hook: Callable) -> Callable:
+    """A `sys.unraisablehook` that drops TensorStore's callbacks into the asyncio loop of an orbax write that
+    failed (a full disk): they come after orbax closed the loop, each printed as a bare `RuntimeError: Event
+    loop is closed` traceback (some 100 of them, after the line that reports the failed write). Every other
+    unraisable error goes to `default_hook`."""
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+            return
+        default_hook(unraisable)
+
+    return hook
 
 
 def _user_error(error: BaseException) -> bool:
@@ -237,6 +254,7 @@ def run(main: Callable[[list[str]], None], argv: list[str] | None = None, *, mod
             logging.set_verbosity(logging.WARNING)
         if not _TRACEBACK.value:
             logging.get_absl_handler().addFilter(_LibraryLinesOnly())
+            sys.unraisablehook = _drop_closed_loop_callbacks(sys.unraisablehook)
         try:
             return main(remaining)
         except Exception as error:

@@ -12,12 +12,18 @@
 See docs/reliability.md for every fault tried and what the program does.
 """
 
+import contextlib
 import math
+import os
 import pathlib
 import shutil
 import signal
+import socket
+import sys
 import threading
 import uuid
+from collections.abc import Callable
+from typing import NoReturn
 
 import jax
 from absl import logging
@@ -51,18 +57,35 @@ class PreemptionGuard:
     """A context manager that turns SIGTERM and SIGINT into a request to stop after the current step.
 
     One process: the handlers set a flag that `requested` reads after each step; a second SIGINT stops at once
-    (KeyboardInterrupt), for a user who will not wait. Several processes: the handlers are left alone (JAX's
-    preemption notifier owns SIGTERM) and `requested` asks orbax's preemption sync point, which is True on
-    every process at the same step.
+    (KeyboardInterrupt), for a user who will not wait. While the loop waits (for a batch, or until its first
+    step: restoring, compiling) a step may be minutes away, so a watcher thread, woken by the signal even while
+    the main thread is inside compiled code, stops the run itself: it writes the checkpoint the loop's
+    `waiting` names (when a step has run since the last one), waits for the write and exits with
+    `PREEMPTED_EXIT_CODE`; with nothing to save it exits at once. Several processes: the handlers are left
+    alone (JAX's preemption notifier owns SIGTERM) and `requested` asks orbax's preemption sync point, which
+    is True on every process at the same step.
     """
 
     def __init__(self, checkpointer):
         self._checkpointer = checkpointer
         self._previous = {}
         self.signal_name: str | None = None
+        # What a signal does while the loop waits: None while it runs a step (the flag is read after it), else
+        # a function that writes what there is to save and returns the checkpoint's step (None: nothing).
+        self._while_waiting: Callable[[], int | None] | None = None
+        self._lock = threading.Lock()  # held by the watcher while it saves: the loop must not run on meanwhile
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self._previous_wakeup_fd = -1
 
     def __enter__(self):
         if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            self._while_waiting = _nothing_to_save  # until the loop's first batch: state restored or fresh
+            reader, writer = socket.socketpair()
+            writer.setblocking(False)
+            self._wakeup = reader, writer
+            self._previous_wakeup_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+            threading.Thread(target=self._watch, args=(reader,), name="bertjax preemption watcher",
+                             daemon=True).start()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -71,13 +94,63 @@ class PreemptionGuard:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        if self._wakeup is not None:
+            signal.set_wakeup_fd(self._previous_wakeup_fd)
+            for end in self._wakeup:  # the watcher's read returns empty and it ends
+                end.close()
+            self._wakeup = None
+        self._while_waiting = None
 
     def _handle(self, signum, frame):
         if signum == signal.SIGINT and self.signal_name == "SIGINT":
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
-        logging.warning("%s received: stopping after this step, with a checkpoint.", self.signal_name)
+        if self._while_waiting is None:  # else the watcher stops the run now and says so
+            logging.warning("%s received: stopping after this step, with a checkpoint.", self.signal_name)
+
+    @property
+    def watching(self) -> bool:
+        """Whether a signal while the loop waits stops the run then (one process, the main thread)."""
+        return self._wakeup is not None
+
+    @contextlib.contextmanager
+    def waiting(self, save: Callable[[], int | None]):
+        """The loop waits for its next batch: a signal meanwhile calls `save` (from the watcher thread: the
+        checkpoint of the last step, if not written yet; it returns its step) and exits. On leaving, the loop
+        waits for a save in progress, which ends the process."""
+        self._while_waiting = save if self.watching else None
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._while_waiting = None
+
+    def _watch(self, reader: socket.socket) -> None:
+        stops = {signal.SIGTERM, signal.SIGINT}
+        while True:
+            try:
+                received = reader.recv(64)
+            except OSError:  # closed on exit
+                return
+            if not received:
+                return
+            signums = [signum for signum in received if signum in stops]
+            if not signums:
+                continue
+            with self._lock:
+                save = self._while_waiting
+                if save is None:
+                    continue  # in a step: the loop reads the flag after it
+                name = signal.Signals(signums[0]).name
+                try:
+                    step = save()
+                except Exception as error:  # noqa: BLE001 - a failed write says what is intact; then stop
+                    _exit_now(f"error: {error}", 1)
+                if step is None:
+                    _exit_now(f"{name} before training began: nothing to save. Run the same command again.",
+                              PREEMPTED_EXIT_CODE)
+                _exit_now(str(Preempted(step, self._checkpointer.directory / str(step), name)), PREEMPTED_EXIT_CODE)
 
     def requested(self, step: int) -> bool:
         if jax.process_count() > 1:
@@ -86,6 +159,20 @@ class PreemptionGuard:
                 return True
             return False
         return self.signal_name is not None
+
+
+def _nothing_to_save() -> None:
+    return None
+
+
+def _exit_now(message: str, status: int) -> NoReturn:
+    """Print `message` as the command line prints its errors, then end the process at once: the main thread
+    may be inside a library's wait or in compiled code, where an exception would not reach the command line."""
+    cli = sys.modules.get("bertjax.cli")  # not imported when the loop runs from a library caller
+    program = cli.invocation[0] if cli is not None and cli.invocation else pathlib.Path(sys.argv[0]).name
+    print(f"{program}: {message}", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(status)
 
 
 class FiniteGuard:

@@ -98,11 +98,14 @@ def layerwise_decay(decay: float, num_layers: int) -> optax.GradientTransformati
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
-def make_optimizer(optim, total_steps: int, num_layers: int | None = None) -> optax.GradientTransformation:
-    """The optimizer of the config's `optim` group, for a run of `total_steps` updates."""
+def make_optimizer(optim, total_steps: int, num_layers: int | None = None, *,
+                   schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
+    """The optimizer of the config's `optim` group, for a run of `total_steps` updates. `schedule`: its
+    `learning_rate_schedule`, when the caller built one already (the train loop logs it), so that building
+    it, and any warning about it, happens once."""
     if optim.name not in OPTIMIZERS:
         raise ValueError(f"optim.name={optim.name!r}: choose one of {OPTIMIZERS}.")
-    schedule = learning_rate_schedule(optim, total_steps)
+    schedule = learning_rate_schedule(optim, total_steps) if schedule is None else schedule
     if optim.name == "adamw":
         update = optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
                              mask=decay_mask)

@@ -311,8 +311,9 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
                                  "train.global_batch_size")
     sharding.check_batch_divides(train_config.eval_batch_size, 1, mesh, "train.eval_batch_size")
     batch_ways = mesh.shape["data"] * mesh.shape["fsdp"]
-    optimizer = make_optimizer(config.optim, train_config.num_steps, task.model_config.num_layers)
     schedule = learning_rate_schedule(config.optim, train_config.num_steps)
+    optimizer = make_optimizer(config.optim, train_config.num_steps, task.model_config.num_layers,
+                               schedule=schedule)
     iterator = iter(task.dataset("train", batch_size=batch_size, seed=config.seed, train=True,
                                  process_index=jax.process_index(), process_count=jax.process_count()))
     example = task.example_batch(batch_size)
@@ -359,9 +360,17 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
         def read_last_step():  # its metric sums, read and checked now rather than after the next step
             window.add_sums(finite_guard.flush())
 
-        def save_checkpoint(step):  # only steps whose loss and gradient norm were checked finite
+        def save_checkpoint(step, data_position=iterator):  # only steps whose sums were checked finite
             read_last_step()
-            checkpointer.save(step, state, iterator, {"step": step, **task.identity})  # written meanwhile
+            checkpointer.save(step, state, data_position, {"step": step, **task.identity})  # written meanwhile
+
+        def save_on_stop(step, data_position):  # a signal while the loop waits for the batch after `step`
+            if step == start_step:
+                return None  # no step since the checkpoint it resumed from (or ever)
+            if checkpointer.latest_step() != step:
+                save_checkpoint(step, data_position)
+            checkpointer.wait()
+            return step
 
         peak = _peak_flops(train_config)
 
@@ -372,7 +381,11 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, task) -> dict[str, f
         try:
             for step in range(start_step + 1, train_config.num_steps + 1):
                 waited = time.perf_counter()
-                batch = next(iterator)
+                # A signal while the pipeline stalls writes the last step's checkpoint, with the data position
+                # from before this batch, and stops the run (see faults.PreemptionGuard).
+                before = checkpoint.FrozenPosition(iterator) if preemption.watching else None
+                with preemption.waiting(functools.partial(save_on_stop, step - 1, before)):
+                    batch = next(iterator)
                 global_batch = sharding.global_batch(batch, mesh)
                 # Other processes' batches are about the same size: counted as this one's.
                 window.add(time.perf_counter() - waited, task.real_tokens(batch) * jax.process_count(),

@@ -141,6 +141,15 @@ def test_run_writes_its_reports(prepared_dir, sp_tokenizer_path, tmp_path):
         train.train_and_evaluate(config, tmp_path, other)
 
 
+def test_a_clamped_warmup_is_reported_once_per_run(prepared_dir, sp_tokenizer_path, tmp_path, caplog):
+    config = _config(prepared_dir, sp_tokenizer_path, num_steps=2, checkpoint_every=2)
+    config.optim.warmup_steps = 100
+    with caplog.at_level("WARNING"):
+        train.train_and_evaluate(config, tmp_path, PretrainingTask(config))
+    clamped = [r for r in caplog.records if "optim.warmup_steps=100 is more than" in r.getMessage()]
+    assert len(clamped) == 1, [r.getMessage() for r in clamped]  # before: twice, optimizer and logged schedule
+
+
 class _SlowStepTask(PretrainingTask):
     """The pretraining task with train steps made slow on purpose (a chain of matrix products joins the
     loss), and `input_seconds` of host work for each train batch; it records when each batch came."""
