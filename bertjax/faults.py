@@ -57,8 +57,9 @@ class PreemptionGuard:
     """A context manager that turns SIGTERM and SIGINT into a request to stop after the current step.
 
     One process: the handlers set a flag that `requested` reads after each step; a second SIGINT stops at once
-    (KeyboardInterrupt), for a user who will not wait. While the loop waits (for a batch, or until its first
-    step: restoring, compiling) a step may be minutes away, so a watcher thread, woken by the signal even while
+    (KeyboardInterrupt), for a user who will not wait. While the loop of a command (`bertjax pretrain`, not a
+    library caller, whose process it must not end) waits (for a batch, or until its first step: restoring,
+    compiling) a step may be minutes away, so a watcher thread, woken by the signal even while
     the main thread is inside compiled code, stops the run itself: it writes the checkpoint the loop's
     `waiting` names (when a step has run since the last one), waits for the write and exits with
     `PREEMPTED_EXIT_CODE`; with nothing to save it exits at once. Several processes: the handlers are left
@@ -79,16 +80,19 @@ class PreemptionGuard:
 
     def __enter__(self):
         if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-            self._while_waiting = _nothing_to_save  # until the loop's first batch: state restored or fresh
-            reader, writer = socket.socketpair()
-            writer.setblocking(False)
-            self._wakeup = reader, writer
-            self._previous_wakeup_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-            threading.Thread(target=self._watch, args=(reader,), name="bertjax preemption watcher",
-                             daemon=True).start()
+            if _from_command_line():  # a library caller (a notebook's interrupt) keeps its process: no watcher
+                self._start_watcher()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
+
+    def _start_watcher(self) -> None:
+        self._while_waiting = _nothing_to_save  # until the loop's first batch: state restored or fresh
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        self._wakeup = reader, writer
+        self._previous_wakeup_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(reader,), name="bertjax preemption watcher", daemon=True).start()
 
     def __exit__(self, *exc_info):
         for signum, handler in self._previous.items():
@@ -163,6 +167,11 @@ class PreemptionGuard:
 
 def _nothing_to_save() -> None:
     return None
+
+
+def _from_command_line() -> bool:
+    cli = sys.modules.get("bertjax.cli")
+    return cli is not None and bool(cli.invocation)
 
 
 def _exit_now(message: str, status: int) -> NoReturn:
