@@ -2,6 +2,7 @@
 the same parameter count) on the same prepared corpus and machine, then each fine-tuned on the `stdlib` task.
 
     python benchmarks/time_to_accuracy.py [--prepared_dir runs/demo/data] [--eval_every 100] [--seeds 0,1,2]
+        [--bert_arg model.pre_layer_norm=true] [--modern_arg data.mask_rate=0.15]
 
 1. Data: --prepared_dir (`make demo`'s runs/demo/data), else the built-in corpus with a 2,048-piece tokenizer,
    prepared in a temporary directory.
@@ -121,12 +122,15 @@ def main():
     parser.add_argument("--probe_seeds", type=int, default=4, help="mask draws of the held-out probe")
     parser.add_argument("--seeds", default="0,1,2", help="fine-tuning seeds; empty: no fine-tuning")
     parser.add_argument("--workdir", help="where runs are written (default: a temporary directory)")
+    parser.add_argument("--bert_arg", help="the :arg of the BERT recipe's config, for ablations "
+                        "(model.pre_layer_norm=true)")
+    parser.add_argument("--modern_arg", help="the :arg of the modern recipe's config")
     args = parser.parse_args()
     work = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="bertjax-tta-"))
     prepared = pathlib.Path(args.prepared_dir) if args.prepared_dir else benchmark.builtin_prepared_data(work)
     curves, configs = {}, {}
-    for index, (name, module) in enumerate(RECIPES.items()):
-        config = module.get_config()
+    for index, ((name, module), arg) in enumerate(zip(RECIPES.items(), (args.bert_arg, args.modern_arg))):
+        config = module.get_config(arg)
         config.unlock()
         config.data.prepared_dir = str(prepared)
         if args.steps:
