@@ -36,6 +36,7 @@ from bertjax.configs import bert_tiny, common, glue_demo, modern_tiny
 from bertjax.optim import make_optimizer
 from bertjax.tasks.pretraining import PretrainingTask
 
+PROBE_MASK_RATE = 0.15  # BERT's
 RECIPES = {"BERT (bert_tiny)": bert_tiny, "modern (modern_tiny)": modern_tiny}
 
 
@@ -44,8 +45,8 @@ def probe_task(config) -> PretrainingTask:
     segments masked at 15%."""
     probe = copy.deepcopy(config)
     probe.unlock()
-    probe.data.update(sentence_task="none", mask_rate=0.15, eval_mask_rate=None, max_predictions_per_seq=20,
-                      whole_word_masking=False)
+    probe.data.update(sentence_task="none", mask_rate=PROBE_MASK_RATE, eval_mask_rate=None, whole_word_masking=False,
+                      max_predictions_per_seq=round(PROBE_MASK_RATE * probe.data.max_seq_length))
     return PretrainingTask(probe)
 
 

@@ -112,8 +112,9 @@ def config_to_hf(config: BertConfig, head: str, labels: list[str] | None = None,
     pad/cls/sep (and bos/eos) token ids of the tokenizer; bos and eos default to cls and sep, as in ModernBERT's
     own configs (left unset, transformers' defaults would name ids of ModernBERT's 50,368-token vocabulary)."""
     check_modernbert(config, head)
-    special_ids = {"bos": (special_ids or {}).get("cls"), "eos": (special_ids or {}).get("sep"), **(special_ids or {})}
-    special_ids = {name: value for name, value in special_ids.items() if value is not None}
+    special_ids = special_ids or {}
+    aliases = {"bos": "cls", "eos": "sep"}
+    special_ids = {**{alias: special_ids[name] for alias, name in aliases.items() if name in special_ids}, **special_ids}
     hf_config = {
         "architectures": [ARCHITECTURE_OF_HEAD[head]], "model_type": "modernbert", "vocab_size": config.vocab_size,
         "hidden_size": config.hidden_size, "num_hidden_layers": config.num_layers,

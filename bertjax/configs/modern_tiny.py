@@ -14,7 +14,7 @@ def get_config(arg: str | None = None):
                         local_attention_window=64)
     tiny = bert_tiny.get_config()
     config.data.max_seq_length = tiny.data.max_seq_length
-    config.data.max_predictions_per_seq = round(0.3 * config.data.max_seq_length)
+    config.data.max_predictions_per_seq = round(config.data.mask_rate * config.data.max_seq_length)
     config.data.eval_mask_rate = 0.15  # held-out loss at BERT's rate, comparable with bert_tiny's
     for key in ("num_steps", "global_batch_size", "eval_batch_size", "log_every", "eval_every", "checkpoint_every"):
         config.train[key] = tiny.train[key]
