@@ -205,16 +205,21 @@ class _LibraryLinesOnly(std_logging.Filter):
         return True
 
 
-def _drop_closed_loop_callbacks(default_hook: Callable) -> Callable:
-    """A `sys.unraisablehook` that drops TensorStore's callbacks into the asyncio loop of an orbax write that
-    failed (a full disk): they come after orbax closed the loop, each printed as a bare `RuntimeError: Event
-    loop is closed` traceback (some 100 of them, after the line that reports the failed write). Every other
-    unraisable error goes to `default_hook`."""
+def _drop_library_unraisables(default_hook: Callable) -> Callable:
+    """A `sys.unraisablehook` that drops what orbax's asynchronous reads and writes leave behind when one fails,
+    a fault bertjax reports in one line itself: TensorStore's callbacks into the asyncio loop of a failed write
+    (a full disk), which come after orbax closed the loop, each a bare `RuntimeError: Event loop is closed`
+    traceback (some 100 of them); and the errors of orbax's other read coroutines of a damaged checkpoint,
+    never awaited once the first failed, each a traceback quoting TensorStore's spec (some 40 lines). Every
+    other unraisable error goes to `default_hook`."""
 
     def hook(unraisable) -> None:
-        if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
-            return
-        default_hook(unraisable)
+        error = unraisable.exc_value
+        closed_loop = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+        code = getattr(unraisable.object, "cr_code", None)
+        orbax_coroutine = code is not None and "/orbax/" in code.co_filename.replace("\\", "/")
+        if not (closed_loop or orbax_coroutine):
+            default_hook(unraisable)
 
     return hook
 
@@ -254,7 +259,7 @@ def run(main: Callable[[list[str]], None], argv: list[str] | None = None, *, mod
             logging.set_verbosity(logging.WARNING)
         if not _TRACEBACK.value:
             logging.get_absl_handler().addFilter(_LibraryLinesOnly())
-            sys.unraisablehook = _drop_closed_loop_callbacks(sys.unraisablehook)
+            sys.unraisablehook = _drop_library_unraisables(sys.unraisablehook)
         try:
             return main(remaining)
         except Exception as error:

@@ -254,7 +254,9 @@ def test_a_truncated_array_file_is_reported_in_one_line(uninterrupted, prepared_
         file.truncate(1000)
     code, stdout, stderr = _finish(_start(workdir, prepared_dir, sp_tokenizer_path))
     assert code == 0, stderr
-    [warning] = [line for line in stderr.splitlines() if "checkpoints" in line and "16" in line]
+    warnings = [line for line in stderr.splitlines() if "checkpoints" in line and "16" in line]
+    assert len(warnings) == 1, stderr
+    [warning] = warnings
     assert "Checkpoint 16 could not be restored (" in warning and "Resuming from step 14" in warning, stderr
     assert "tensorstore" not in stderr.lower() and "'driver'" not in stderr, stderr
     assert len(stderr.splitlines()) < 10, stderr  # the warning, the start line, 2 steps, the evaluation
