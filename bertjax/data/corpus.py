@@ -13,6 +13,10 @@ preparation splits in its worker processes (splitting costs several times the re
 - `read_builtin`: the built-in default corpus, read offline from the installed Python: the docstrings of
   the standard library (with `ast`, never importing a module), one document per module, class or
   function docstring longer than 80 characters, tests excluded; and the `pydoc_data.topics` help texts.
+- `read_environment` (`builtin:environment`): the built-in corpus, then the docstrings and `.md`/`.rst`
+  files of every package installed in this interpreter's site-packages (parsed, never imported), a
+  document repeated word for word kept once. `Fingerprint` records a corpus's size and content hash, which
+  prepared data keeps in its metadata (this corpus depends on what is installed).
 
 `open_corpus(spec)` picks the reader a `--corpus` value names and splits texts into sentences, unless asked
 not to (`split=False`).
@@ -21,6 +25,8 @@ not to (`split=False`).
 import ast
 import functools
 import glob
+import hashlib
+import itertools
 import json
 import pathlib
 import re
@@ -339,8 +345,134 @@ def read_builtin() -> Iterator[Document]:
         yield document
 
 
+# --- the environment corpus: the standard library and every package installed beside it --------------------
+
+DOCUMENTATION_SUFFIXES = (".md", ".rst")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_UNDERLINE = re.compile(r"^\s*([=\-~^*#+\"'`])\1{2,}\s*$")
+_MARKUP = re.compile(r"^\s*(\.\. |:[a-z]+:|\||<|\[!|!\[)")
+
+
+def environment_root() -> pathlib.Path:
+    """Where this interpreter installs packages: its environment's site-packages."""
+    return pathlib.Path(sysconfig.get_paths()["purelib"])
+
+
+def environment_files(root: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
+    """(package, file) for every Python source and documentation file (`.md`, `.rst`) under the top-level
+    packages installed in `root`, in sorted order; tests, caches and installer metadata left out. A top-level
+    module (`six.py`) is its own package."""
+    found = []
+    for entry in sorted(root.iterdir()):
+        if entry.suffix in (".dist-info", ".egg-info", ".pth", ".libs") or entry.name.startswith((".", "__")):
+            continue
+        if entry.is_file() and entry.suffix == ".py":
+            found.append((entry.stem, entry))
+        elif entry.is_dir():
+            for path in sorted(entry.rglob("*")):
+                parts = path.relative_to(root).parts
+                if (path.suffix not in (".py", *DOCUMENTATION_SUFFIXES) or set(parts[:-1]) & _EXCLUDED_DIRS
+                        or any(part.startswith(("test", ".")) for part in parts[1:]) or not path.is_file()):
+                    continue
+                found.append((entry.name, path))
+    return found
+
+
+def documentation_document(text: str) -> Document:
+    """A Markdown or reStructuredText file -> sentences of its prose: fenced and indented code, tables,
+    directives, headings' underlines and markup-only lines dropped, paragraphs joined."""
+    sentences, paragraph, fenced = [], [], False
+    for line in [*text.splitlines(), ""]:
+        if _FENCE.match(line):
+            fenced = not fenced
+            continue
+        prose = not (fenced or line.startswith(("    ", "\t")) or _UNDERLINE.match(line) or _MARKUP.match(line)
+                     or line.lstrip().startswith((">>>", "...", "#")))
+        if prose and line.strip():
+            paragraph.append(line.strip())
+        elif paragraph:
+            sentences.extend(split_sentences(" ".join(paragraph)))
+            paragraph = []
+    return sentences
+
+
+def _file_documents(path: pathlib.Path) -> list[Document]:
+    """A source file's docstrings (module, classes, functions) longer than `MIN_DOCSTRING_CHARS`, or a
+    documentation file as one document; parsed, never imported. Unreadable or unparsable files give none."""
+    try:
+        data = path.read_bytes()
+        if path.suffix in DOCUMENTATION_SUFFIXES:
+            document = documentation_document(data.decode("utf-8", errors="replace"))
+            return [document] if len(" ".join(document)) > MIN_DOCSTRING_CHARS else []
+        tree = ast.parse(data, filename=str(path))
+    except (SyntaxError, ValueError, OSError, RecursionError):
+        return []
+    documents = []
+    for node in [tree, *(node for node in ast.walk(tree)
+                         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)))]:
+        docstring = docstring_of(node)
+        if docstring and len(" ".join(docstring.split())) > MIN_DOCSTRING_CHARS:
+            document = docstring_document(docstring)
+            if document:
+                documents.append(document)
+    return documents
+
+
+def environment_documents(root: str | pathlib.Path | None = None) -> Iterator[tuple[str, Document]]:
+    """(package, document) pairs of the environment corpus, in a fixed order: the built-in corpus (the
+    standard library), then each package installed in `root` (this interpreter's site-packages by default),
+    a document repeated word for word kept once (libraries copy docstrings between modules). Deterministic
+    given the environment: the same installed files give the same documents."""
+    seen = set()
+    for package, document in itertools.chain(
+            builtin_documents(),
+            ((package, document) for package, path in environment_files(
+                environment_root() if root is None else pathlib.Path(root)) for document in _file_documents(path))):
+        key = hashlib.sha1("\n".join(document).encode()).digest()
+        if key not in seen:
+            seen.add(key)
+            yield package, document
+
+
+def read_environment(root: str | pathlib.Path | None = None) -> Iterator[Document]:
+    for _, document in environment_documents(root):
+        yield document
+
+
+class Fingerprint:
+    """Size and content hash of a corpus as it is read (documents of sentences, or texts): what a prepared
+    data set records to say which text it holds (the environment corpus depends on what is installed)."""
+
+    def __init__(self):
+        self._digest, self.documents, self.bytes = hashlib.sha256(), 0, 0
+
+    def update(self, document: Document | str) -> None:
+        text = (document if isinstance(document, str) else "\n".join(document)).encode()
+        self._digest.update(len(text).to_bytes(8, "little") + text)
+        self.documents, self.bytes = self.documents + 1, self.bytes + len(text)
+
+    def record(self) -> dict:
+        return {"documents": self.documents, "bytes": self.bytes, "sha256": self._digest.hexdigest()}
+
+    def passing(self, documents: Iterable[Document | str]) -> Iterator[Document | str]:
+        """`documents` unchanged, each counted and hashed as it passes."""
+        for document in documents:
+            self.update(document)
+            yield document
+
+
+def corpus_fingerprint(documents: Iterable[Document | str]) -> dict:
+    """`Fingerprint`'s record of a whole corpus."""
+    fingerprint = Fingerprint()
+    for document in documents:
+        fingerprint.update(document)
+    return fingerprint.record()
+
+
 CORPORA = """\
 builtin                              the built-in corpus (the default): the standard library's docstrings
+builtin:environment                  the built-in corpus and the docstrings and .md/.rst files of every
+                                     package installed beside it (read with ast, never imported)
 text:FILES                           BERT's format: one sentence per line, a blank line between documents
 paragraphs:FILES                     one document per line, split into sentences
 jsonl:FILES[:FIELD]                  JSON lines, one record per document (.gz and .zst read as they are);
@@ -362,6 +494,8 @@ def open_corpus(spec: str, split: bool = True) -> Iterator[Document | str]:
     parts = rest.split(":") if rest else []
     if kind == "builtin" and not parts:
         documents = read_builtin()
+    elif kind == "builtin" and parts == ["environment"]:
+        documents = read_environment()
     elif kind in ("text", "paragraphs") and len(parts) == 1:
         documents = read_text_files(expand(spec, parts[0]), "bert" if kind == "text" else "paragraphs")
     elif kind == "jsonl" and len(parts) in (1, 2):

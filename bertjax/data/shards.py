@@ -25,6 +25,7 @@ from absl import logging
 from array_record.python.array_record_module import ArrayRecordWriter
 
 from bertjax import files
+from bertjax.data import corpus
 from bertjax.data.corpus import text_document
 from bertjax.data.tokenizer import Tokenizer, copy_tokenizer, load_tokenizer
 
@@ -227,7 +228,9 @@ def prepare(documents: Iterable[list[str] | str], tokenizer_path: str | pathlib.
         # A copy beside the shards: pretraining reads it, so data and tokenizer cannot part (see resolve_tokenizer).
         tokenizer = copy_tokenizer(tokenizer_path, lowercase, staging / TOKENIZER_DIR)
         writers = {split: _SplitWriter(staging, split, documents_per_shard) for split in SPLITS}
-        chunks = ((chunk, validation_fraction) for chunk in _batched(documents, chunk_documents))
+        fingerprint = corpus.Fingerprint()
+        chunks = ((chunk, validation_fraction) for chunk in _batched(fingerprint.passing(documents),
+                                                                      chunk_documents))
         if validation_documents is not None:  # a fraction of 1 sends every document to validation
             chunks = itertools.chain(chunks, ((chunk, 1.0) for chunk in _batched(validation_documents,
                                                                                  chunk_documents)))
@@ -253,7 +256,7 @@ def prepare(documents: Iterable[list[str] | str], tokenizer_path: str | pathlib.
         metadata = {
             "format": FORMAT, "version": VERSION, "source": source, "validation_source": validation_source,
             "tokenizer": TOKENIZER_DIR, "tokenizer_path": str(tokenizer_path),
-            "tokenizer_fingerprint": tokenizer.fingerprint,
+            "tokenizer_fingerprint": tokenizer.fingerprint, "corpus": fingerprint.record(),
             "vocab_size": tokenizer.vocab_size, "validation_fraction": validation_fraction,
             "splits": {split: {"shards": writer.shards, **writer.counts} for split, writer in writers.items()},
         }
