@@ -276,6 +276,27 @@ class PooledClassifier(nn.Module):
         return self.classifier(self.pooled_dropout(pooled, deterministic=deterministic)).astype(jnp.float32)
 
 
+class PooledTagger(nn.Module):
+    """A backbone (its parameters under their own names, as `PooledClassifier`'s) and a label for every
+    position from its top layer, after dropout: token tagging on top of any objective's model. A causal
+    backbone tags each token from its left context alone."""
+
+    backbone: nn.Module
+    num_labels: int
+    dropout_rate: float = 0.1
+
+    def setup(self):
+        nn.share_scope(self, self.backbone)
+        self.tag_dropout = make_dropout(self.backbone.config, self.dropout_rate)
+        self.classifier = make_dense(self.backbone.config, self.num_labels, ("embed", None), bias=True)
+
+    def __call__(self, input_ids, attention_mask, *, deterministic: bool = True) -> HeadOutput:
+        """(B, L) ids and mask -> (B, L, C) logits."""
+        output = self.backbone(input_ids, attention_mask, row_positions(input_ids), deterministic=deterministic)
+        hidden = self.tag_dropout(output.hidden_states[-1], deterministic=deterministic)
+        return HeadOutput(self.classifier(hidden).astype(jnp.float32), output)
+
+
 class ScalarMix(nn.Module):
     """ELMo's task-specific combination of layers: gamma * sum_j softmax(s)_j h_j, with s (N,) starting
     equal (an average) and gamma (the task's scale) at 1."""

@@ -93,6 +93,7 @@ def finetune_config() -> config_dict.ConfigDict:
     finetune.data_dir = config_dict.placeholder(str)  # the task's files (GLUE: the folder of CoLA/, SST-2/, ... or one of them)
     finetune.tfds_data_dir = config_dict.placeholder(str)  # read TFDS's prepared glue/* instead (bertjax prepare_glue)
     finetune.num_epochs = 3.0  # sets train.num_steps from the training set's size; 0 = use train.num_steps
+    finetune.train_examples = 0  # train on this many labelled examples drawn by `seed` (a learning curve); 0 = all
     finetune.skip_malformed_rows = False  # False: a row with the wrong number of fields stops with its file and line
     return finetune
 
@@ -209,7 +210,7 @@ LIMITS = {
     "train.checkpoint_every": "[0, )", "train.keep_checkpoints": "[1, )", "train.max_bad_steps": "[0, )",
     "train.peak_tflops": "(0, )",
     # fine-tuning
-    "finetune.num_epochs": "[0, )", "squad.doc_stride": "[1, )", "squad.max_query_length": "[1, )",
+    "finetune.num_epochs": "[0, )", "finetune.train_examples": "[0, )", "squad.doc_stride": "[1, )", "squad.max_query_length": "[1, )",
     "squad.max_answer_length": "[1, )", "squad.n_best_size": "[1, )", "squad.na_prob_thresh": "[0, )",
     "ner.stride": "[1, )",
 }

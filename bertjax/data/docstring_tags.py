@@ -10,6 +10,14 @@ The labels come from the syntax tree (`ast`), the input is the docstring's text 
 from the wording what the signature and the module say. Tags are IOB2; a parameter named like a short English
 function word ("a", "to", ...) is not tagged (it would tag the article).
 
+A second data set, `calls`, asks what only the right context answers, so that a left-to-right model is at
+a disadvantage and a bidirectional one is not: in every docstring sentence with a parenthesis,
+
+    CALL  a name written on at once before "(", with the dotted names before it (`os.path.join(a, b)`: one
+          entity of five words, os . path . join), while `os.path` alone, or `join (see below)`, is no call
+
+so that a tagger at the word "os" must look two, four or more words ahead to know its tag.
+
     function docstring (as the corpus keeps it) ─ its sentences ─ words (identifiers, numbers, single other
     characters) ─ tags ─ train / validation / test by a hash of the docstring (80/10/10, as the `stdlib`
     classification task splits) ─ CoNLL files of `word tag` lines, read by `bertjax.tasks.ner.read_conll`
@@ -26,6 +34,8 @@ from bertjax import files
 from bertjax.data import corpus
 
 ENTITY_TYPES = ("ARG", "DEF")
+CALL_TYPES = ("CALL",)
+KINDS = {"names": ENTITY_TYPES, "calls": CALL_TYPES}  # the data sets `prepare` builds, and their entity types
 SPLITS = ("train", "validation", "test")
 MIN_WORDS, MAX_WORDS = 3, 40  # sentences outside these lengths are left out
 
@@ -110,10 +120,45 @@ def build() -> dict[str, list[Sentence]]:
     return splits
 
 
-def entity_counts(sentences: list[Sentence]) -> dict[str, int]:
+def tag_calls(sentence: str) -> Sentence:
+    """A sentence's words and their IOB2 CALL tags: a name followed at once by "(" is a call, and so are the
+    names and dots written on at once before it (`os.path.join(`)."""
+    matches = list(_WORD.finditer(sentence))
+    words = [match.group() for match in matches]
+    tags = ["O"] * len(words)
+
+    def joined(left: int) -> bool:  # word `left` is written on at once before word `left + 1`
+        return matches[left].end() == matches[left + 1].start()
+
+    for index in range(len(words) - 1):
+        if words[index + 1] == "(" and joined(index) and _IDENTIFIER.fullmatch(words[index]):
+            start = index
+            while (start >= 2 and words[start - 1] == "." and joined(start - 1) and joined(start - 2)
+                   and _IDENTIFIER.fullmatch(words[start - 2])):
+                start -= 2
+            if tags[start] == "O":
+                tags[start:index + 1] = ["B-CALL", *["I-CALL"] * (index - start)]
+    return tuple(words), tuple(tags)
+
+
+def build_calls(documents=None) -> dict[str, list[Sentence]]:
+    """The `calls` data set from (package, document) pairs (the built-in corpus's by default): every sentence
+    of `MIN_WORDS` to `MAX_WORDS` words that holds a "(", split by its docstring's hash."""
+    splits = {split: [] for split in SPLITS}
+    for _, document in corpus.builtin_documents() if documents is None else documents:
+        split = split_of(document)
+        for sentence in document:
+            if "(" in sentence:
+                words, tags = tag_calls(sentence)
+                if MIN_WORDS <= len(words) <= MAX_WORDS:
+                    splits[split].append((words, tags))
+    return splits
+
+
+def entity_counts(sentences: list[Sentence], types: tuple[str, ...] = ENTITY_TYPES) -> dict[str, int]:
     """Entities per type (B- tags), and words."""
     counts = collections.Counter(tag[2:] for _, tags in sentences for tag in tags if tag.startswith("B-"))
-    return {**{name: counts[name] for name in ENTITY_TYPES}, "words": sum(len(words) for words, _ in sentences)}
+    return {**{name: counts[name] for name in types}, "words": sum(len(words) for words, _ in sentences)}
 
 
 def write_conll(sentences: list[Sentence], path: pathlib.Path) -> None:
@@ -122,12 +167,15 @@ def write_conll(sentences: list[Sentence], path: pathlib.Path) -> None:
     files.write_text(path, text)
 
 
-def prepare(directory: str | pathlib.Path) -> dict[str, pathlib.Path]:
-    """`train.conll`, `validation.conll` and `test.conll` in `directory`, built once (reused when there)."""
+def prepare(directory: str | pathlib.Path, kind: str = "names") -> dict[str, pathlib.Path]:
+    """`train.conll`, `validation.conll` and `test.conll` of data set `kind` (of `KINDS`) in `directory`,
+    built once (reused when there)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: choose one of {list(KINDS)}.")
     directory = pathlib.Path(directory)
     paths = {split: directory / f"{split}.conll" for split in SPLITS}
     if not all(path.is_file() for path in paths.values()):
         directory.mkdir(parents=True, exist_ok=True)
-        for split, sentences in build().items():
+        for split, sentences in (build() if kind == "names" else build_calls()).items():
             write_conll(sentences, paths[split])
     return paths

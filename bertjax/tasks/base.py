@@ -162,3 +162,29 @@ class TaskBase:
         if tok.vocab_size > model_config.vocab_size:
             raise ValueError(f"The tokenizer has {tok.vocab_size} ids, the model's vocab_size is "
                              f"{model_config.vocab_size}; use the tokenizer the checkpoint was trained with.")
+
+
+def label_subset(examples: list, count: int, seed: int, name: str, labels: list | None = None) -> list:
+    """`finetune.train_examples`: `count` of a training split's `examples` drawn at random by `seed` (a
+    learning curve's point; each seed draws its own), kept in their order; all of them when `count` is 0.
+    With each example's class in `labels`, the draw is stratified, as few-shot evaluations draw: every class
+    gets `count // classes` examples (the remainder going to classes drawn at random), a class with fewer
+    gives all it has and the rest come from the others."""
+    if count == 0:
+        return examples
+    if count > len(examples):
+        raise ValueError(f"finetune.train_examples={count}: {name}'s training split has only {len(examples):,} "
+                         "examples; choose fewer, or 0 for all.")
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        keep = rng.choice(len(examples), count, replace=False)
+    else:
+        classes = sorted(set(labels), key=str)
+        members = [rng.permutation([index for index, label in enumerate(labels) if label == found])
+                   for found in classes]
+        quota = np.full(len(classes), count // len(classes))
+        quota[rng.choice(len(classes), count % len(classes), replace=False)] += 1
+        keep = [index for group, share in zip(members, quota) for index in group[:share]]
+        rest = rng.permutation([index for group, share in zip(members, quota) for index in group[share:]])
+        keep = [*keep, *rest[:count - len(keep)]]  # the shares small classes could not fill
+    return [examples[index] for index in np.sort(np.asarray(keep, np.int64))]

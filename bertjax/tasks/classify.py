@@ -32,6 +32,7 @@ from bertjax import files, losses
 from bertjax.data import batching, records
 from bertjax.heads import BertForSequenceClassification
 from bertjax.tasks import glue
+from bertjax.tasks.base import label_subset
 
 SINGLE, REGRESSION, MULTI = "single_label_classification", "regression", "multi_label_classification"
 METRICS = {SINGLE: ("accuracy", "macro_f1"), REGRESSION: ("pearson", "spearman", "mse"),
@@ -278,7 +279,11 @@ class FileClassificationTask(glue.ClassificationTask):
         if unseen:
             logging.warning("%s: %d row(s) with a label outside %s, counted as wrong.",
                             self.settings[SPLIT_FILES[split]], unseen, list(self.labels))
-        return examples
+        if split != "train":
+            return examples
+        stratify = not (self.regression or self.multi_label)
+        return label_subset(examples, self.finetune.train_examples, self.seed, self.name,
+                            [example.label for example in examples] if stratify else None)
 
     def dataset(self, split: str, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
                 process_count: int = 1):

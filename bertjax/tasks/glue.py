@@ -3,8 +3,9 @@
 `TASKS` lists every GLUE task with its files, text fields, labels and official metrics. Examples come from
 the original GLUE TSV files (each task's own column layout: CoLA's train and dev files have no header row,
 MNLI has two dev and two test files, test files have no labels) or from TFDS's prepared `glue/*` datasets
-(`tfds.data_source`, no TensorFlow). `stdlib` is a ten-way task made from the built-in corpus: which
-standard-library package a docstring comes from.
+(`tfds.data_source`, no TensorFlow). `BUILTIN_TASKS` are made from the built-in corpus, labelled by the code:
+`stdlib`, ten-way (which standard-library package a docstring comes from), and `same_docstring`, a sentence
+pair (do two sentences come from the same docstring; `bertjax.data.docstring_pairs`).
 
 `ClassificationTask` is what the train loop runs: [CLS] A [SEP] B [SEP] with segment ids, a classifier on
 the pooled [CLS] output (a regressor for STS-B), whole-split predictions, the official metrics, and
@@ -25,10 +26,10 @@ import numpy as np
 from absl import logging
 
 from bertjax import files, losses
-from bertjax.data import batching, corpus, tokenizer as tokenizers
+from bertjax.data import batching, corpus, docstring_pairs, tokenizer as tokenizers
 from bertjax.heads import BertForSequenceClassification
 from bertjax.model import BertConfig
-from bertjax.tasks.base import TaskBase
+from bertjax.tasks.base import TaskBase, label_subset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +89,11 @@ STDLIB_PACKAGES = ("tkinter", "idlelib", "distutils", "asyncio", "email", "impor
                    "xml", "turtle")
 STDLIB = TaskSpec("stdlib", "", ("docstring",), ("docstring",), None, STDLIB_PACKAGES, ("accuracy", "macro_f1"),
                   _DEV, {"test": ("", "stdlib.tsv")}, train_file=None)
+# Do two sentences come from the same docstring (`bertjax.data.docstring_pairs`)?
+SAME_DOCSTRING = TaskSpec("same_docstring", "", ("sentence1", "sentence2"), ("sentence1", "sentence2"), None,
+                          docstring_pairs.LABELS, ("accuracy", "f1"), _DEV, {"test": ("", "same_docstring.tsv")},
+                          train_file=None)
+BUILTIN_TASKS = {spec.name: spec for spec in (STDLIB, SAME_DOCSTRING)}  # made from the built-in corpus, no files
 
 
 AX_SPLIT = "ax"  # MNLI's extra test split: the diagnostic set
@@ -196,6 +202,14 @@ def read_tfds(spec: TaskSpec, split: str, data_dir: str | None) -> list[Example]
 def _text(value) -> str:
     value = value.item() if isinstance(value, np.ndarray) else value
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def builtin_examples(name: str, split: str) -> list[Example]:
+    """A split of a task of `BUILTIN_TASKS`."""
+    if name == "stdlib":
+        return stdlib_examples(split)
+    return [Example(index, (first, second), label)
+            for index, (first, second, label) in enumerate(docstring_pairs.examples(split))]
 
 
 def stdlib_examples(split: str) -> list[Example]:
@@ -321,10 +335,10 @@ class ClassificationTask(TaskBase):
 
     def __init__(self, config, spec: TaskSpec | None = None):
         name = config.finetune.task
-        self.spec = spec or (STDLIB if name == "stdlib" else TASKS.get(name))
+        self.spec = spec or BUILTIN_TASKS.get(name) or TASKS.get(name)
         if self.spec is None:
-            raise ValueError(f"finetune.task={name!r}: choose one of {sorted(TASKS)} or 'stdlib'.")
-        if not self.spec.train_file and self.spec.name != "stdlib":
+            raise ValueError(f"finetune.task={name!r}: choose one of {sorted(TASKS)} or {', '.join(BUILTIN_TASKS)}.")
+        if not self.spec.train_file and self.spec.name not in BUILTIN_TASKS:
             raise ValueError(f"finetune.task={name!r} has no training data; it is predicted by an MNLI model "
                              "(bertjax finetune --predict with finetune.task=mnli).")
         self.name = f"glue/{self.spec.name}" if self.spec.name in TASKS else self.spec.name
@@ -338,13 +352,13 @@ class ClassificationTask(TaskBase):
                          "labels": None if self.regression else list(self.label_names),
                          "problem_type": "regression" if self.regression else "single_label_classification",
                          "tokenizer_fingerprint": self.tokenizer.fingerprint}
-        if self.spec.name != "stdlib" and not (self.finetune.data_dir or self.finetune.tfds_data_dir):
+        if self.spec.name not in BUILTIN_TASKS and not (self.finetune.data_dir or self.finetune.tfds_data_dir):
             raise ValueError(f"{self.name}: set finetune.data_dir (the GLUE TSV folder) or finetune.tfds_data_dir "
                              "(TFDS's prepared glue/*, see bertjax prepare_glue).")
 
     def _set_up_encoder(self, config) -> None:
         """The settings, model config and tokenizer every sequence classification task takes from `config`."""
-        self.finetune = config.finetune
+        self.finetune, self.seed = config.finetune, config.seed
         self.max_seq_length = config.data.max_seq_length
         self.model_config = BertConfig.from_config(config.model)
         self.check_sequence_length(self.max_seq_length, self.model_config)
@@ -354,7 +368,7 @@ class ClassificationTask(TaskBase):
 
     @property
     def label_names(self) -> tuple[str, ...]:
-        if self.spec is STDLIB or self.spec.labels is None:
+        if self.spec.name in BUILTIN_TASKS or self.spec.labels is None:
             return self.spec.labels or ()
         return tuple(_LABEL_NAMES.get(self.spec.name, self.spec.labels))
 
@@ -386,9 +400,16 @@ class ClassificationTask(TaskBase):
 
     @functools.cache
     def examples(self, split: str) -> list[Example]:
+        examples = self._read_examples(split)
+        if split != "train":
+            return examples
+        return label_subset(examples, self.finetune.train_examples, self.seed, self.name,
+                            None if self.regression else [example.label for example in examples])
+
+    def _read_examples(self, split: str) -> list[Example]:
         spec = self.spec
-        if spec.name == "stdlib":
-            return stdlib_examples(split)
+        if spec.name in BUILTIN_TASKS:
+            return builtin_examples(spec.name, split)
         if split == AX_SPLIT and spec.name == "mnli":
             spec, split = TASKS["ax"], "test"
         if split != "train" and split not in spec.eval_files and split not in spec.test_files:

@@ -25,7 +25,7 @@ from bertjax import convert, files, losses
 from bertjax.data import batching, tokenizer as tokenizers
 from bertjax.heads import BertForMultipleChoice
 from bertjax.model import BertConfig
-from bertjax.tasks.base import TaskBase
+from bertjax.tasks.base import TaskBase, label_subset
 from bertjax.tasks.glue import encode
 
 
@@ -150,6 +150,7 @@ class MultipleChoiceTask(TaskBase):
 
     def __init__(self, config):
         self.settings, self.max_seq_length = config.swag, config.data.max_seq_length
+        self.train_examples, self.seed = config.finetune.train_examples, config.seed
         self.model_config = BertConfig.from_config(config.model)
         self.check_sequence_length(self.max_seq_length, self.model_config)
         self.require(config.swag, ("train_file",), "swag", "(SWAG's train.csv; it also fixes the number of choices).")
@@ -181,7 +182,7 @@ class MultipleChoiceTask(TaskBase):
         if len(questions[0].endings) != self.num_choices:
             raise ValueError(f"{path}: {len(questions[0].endings)} endings per question where the training file "
                              f"{self.settings.train_file} has {self.num_choices}.")
-        return questions
+        return label_subset(questions, self.train_examples, self.seed, path) if split == "train" else questions
 
     @functools.cache
     def token_ids(self, split: str) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:

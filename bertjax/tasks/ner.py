@@ -26,7 +26,7 @@ from seqeval.metrics import classification_report
 from bertjax import files, heads, losses, train
 from bertjax.data import batching, tokenizer
 from bertjax.model import BertConfig
-from bertjax.tasks.base import TaskBase
+from bertjax.tasks.base import TaskBase, label_subset
 
 
 # --- reading ------------------------------------------------------------------------------------------------
@@ -254,6 +254,7 @@ class NerTask(TaskBase):
     def __init__(self, config):
         self.model_config = BertConfig.from_config(config.model)
         self.settings, self.max_seq_length = config.ner, config.data.max_seq_length
+        self.train_examples, self.seed = config.finetune.train_examples, config.seed
         if not config.ner.train_file:
             raise ValueError("config.ner.train_file is not set; it also fixes the label set.")
         self.require(config.data, ("tokenizer",), "data", "(the pretraining run's tokenizer).")
@@ -294,6 +295,8 @@ class NerTask(TaskBase):
                 raise ValueError(f"No file for split {split!r}: set config.ner.{split}_file.")
             sentences = read_conll(path)
             check_types(sentences, self.labels, path)
+            if split == "train":
+                sentences = label_subset(sentences, self.train_examples, self.seed, path)
             try:
                 features = make_features(sentences, self.tokenizer, self.labels, max_seq_length=self.max_seq_length,
                                          stride=self.settings.stride)

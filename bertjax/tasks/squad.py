@@ -26,7 +26,7 @@ from bertjax.files import write_json
 from bertjax.data import batching, tokenizer
 from bertjax.heads import BertForQuestionAnswering
 from bertjax.model import BertConfig
-from bertjax.tasks.base import TaskBase
+from bertjax.tasks.base import TaskBase, label_subset
 
 
 # --- reading ------------------------------------------------------------------------------------------------
@@ -324,6 +324,7 @@ class SquadTask(TaskBase):
         self.model_config = BertConfig.from_config(config.model)
         self.model = BertForQuestionAnswering(self.model_config)
         self.settings, self.max_seq_length = config.squad, config.data.max_seq_length
+        self.train_examples, self.seed = config.finetune.train_examples, config.seed
         self.require(config.data, ("tokenizer",), "data",
                      "(the pretraining run's tokenizer, or an HF folder's vocab.txt).")
         self.check_sequence_length(self.max_seq_length, self.model_config)
@@ -346,6 +347,8 @@ class SquadTask(TaskBase):
             examples = read_squad(path, answers_required=split == "train" and not self.settings.version_2)
             if not examples:
                 raise ValueError(f"{path} holds no questions.")
+            if split == "train":
+                examples = label_subset(examples, self.train_examples, self.seed, path)
             features = make_features(examples, self.tokenizer, max_seq_length=self.max_seq_length,
                                      doc_stride=self.settings.doc_stride,
                                      max_query_length=self.settings.max_query_length)

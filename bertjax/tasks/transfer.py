@@ -4,6 +4,7 @@ of `bertjax.tasks.causal_lm` (causal_lm, shifted_lm_unmasked, forward_backward, 
     backbone(objective)        the part of the pretraining model that gives features, under its pretraining
                                parameter names (a pretraining run loads into it as `train.init_checkpoint`)
     PooledClassificationTask   fine-tuning the whole backbone plus a linear classifier, for the one train loop
+    TaggingTask                the same for token tagging: a linear classifier on every position of the top layer
     layer_states               a frozen backbone's hidden states: every layer, per token or mean-pooled
     fit_mix_classifier         the feature-based use ELMo proposed: a learned scalar mix of the frozen layers
                                (`bertjax.heads.ScalarMix`), then a linear classifier
@@ -25,7 +26,7 @@ import optax
 
 from bertjax import features, heads, train
 from bertjax.model import BertConfig
-from bertjax.tasks import causal_lm, glue
+from bertjax.tasks import causal_lm, glue, ner
 
 OBJECTIVES = ("pretraining", *causal_lm.OBJECTIVES)
 
@@ -43,17 +44,18 @@ def backbone(objective: str, model_config: BertConfig) -> nn.Module:
 
 
 class PooledClassificationTask(glue.ClassificationTask):
-    """A single-text `ClassificationTask` (the demo's `stdlib`, or a one-text GLUE task) fine-tuned on top of
-    any objective's model: `PooledClassifier`, the backbone loaded from `train.init_checkpoint` (a
-    pretraining run of `objective`), the classifier new. Segment ids are not used: the language-model
-    objectives have no segment embeddings."""
+    """A sentence or sentence-pair `ClassificationTask` (the built-in `stdlib` and `same_docstring`, or a
+    GLUE task) fine-tuned on top of any objective's model: `PooledClassifier`, the backbone loaded from
+    `train.init_checkpoint` (a pretraining run of `objective`), the classifier new. A pair is one row,
+    [CLS] A [SEP] B [SEP]; segment ids are not used: the language-model objectives have no segment
+    embeddings."""
 
     head = "mean_pooled_classification"
 
     def __init__(self, config, objective: str):
         super().__init__(config)
-        if len(self.spec.text_columns) != 1 or self.regression:
-            raise ValueError(f"{self.name}: mean-pooled fine-tuning takes single-text classification tasks only.")
+        if self.regression:
+            raise ValueError(f"{self.name}: mean-pooled fine-tuning takes classification tasks only.")
         self.objective = objective
         self.model = heads.PooledClassifier(backbone(objective, self.model_config), self.spec.num_labels,
                                       self.model_config.hidden_dropout)
@@ -63,6 +65,21 @@ class PooledClassificationTask(glue.ClassificationTask):
 
     def _outputs(self, params, batch, rng):
         return self.apply(params, batch, rng)  # PooledClassifier gives the logits themselves
+
+
+class TaggingTask(ner.NerTask):
+    """CoNLL tagging (`ner.NerTask`'s files, labels and entity F1) fine-tuned on top of any objective's model:
+    `PooledTagger`, the backbone from `train.init_checkpoint` (a pretraining run of `objective`), the
+    classifier new. A causal backbone tags from the left context alone."""
+
+    def __init__(self, config, objective: str):
+        super().__init__(config)
+        self.objective = objective
+        self.model = heads.PooledTagger(backbone(objective, self.model_config), len(self.labels),
+                                        self.model_config.hidden_dropout)
+        self.identity = {**self.identity, "head": "tokens_on_backbone", "objective": objective}
+
+    model_inputs = ("input_ids", "attention_mask")
 
 
 # --- frozen features ----------------------------------------------------------------------------------------
