@@ -239,6 +239,30 @@ def test_seed_summary_is_median_mean_and_sample_std():
     assert summary["f1"]["values"] == pytest.approx([0.5, 0.3, 0.1, 0.4])
 
 
+def test_the_seed_comparison_counts_the_gap_in_the_larger_standard_deviation():
+    summaries = {name: finetune.summarize_seeds([{"best": {"metrics": {"accuracy": value}}} for value in values])
+                 for name, values in (("pretrained", (0.60, 0.62, 0.64)), ("scratch", (0.40, 0.44, 0.48)))}
+    line = finetune.seed_comparison("accuracy", summaries)
+    assert line == ("accuracy: pretrained 0.6200 vs from scratch 0.4400 over 3 seeds: difference +0.1800, 4.5 times "
+                    "the larger seed standard deviation (0.0400)")
+
+
+def test_the_builtin_tasks_draw_their_training_labels_by_seed(sp_tokenizer_path):
+    def task(seed):
+        config = glue_config.get_config("task=same_docstring")
+        config.data.tokenizer = str(sp_tokenizer_path)
+        config.model.update(variant="tiny", vocab_size=4000)
+        config.update(seed=seed)
+        config.finetune.train_examples = 64
+        return glue.ClassificationTask(config)
+
+    train = task(3).examples("train")
+    assert len(train) == 64 and task(3).num_train_examples() == 64 and task(3).examples("train") == train
+    assert set(train) <= set(glue.builtin_examples("same_docstring", "train"))
+    assert len(task(3).examples("validation")) == len(glue.builtin_examples("same_docstring", "validation"))
+    assert task(4).examples("train") != train
+
+
 def test_a_tsv_that_is_not_utf8_is_named_with_its_line(tmp_path):
     path = tmp_path / "train.tsv"
     path.write_bytes(b"sentence\tlabel\nfine\t1\n\x89PNG\r\n\x1a\n")

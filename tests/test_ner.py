@@ -314,3 +314,17 @@ def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
     path.write_bytes("EU B-ORG\nJos\u00e9 B-PER\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin1.conll, line 2: not UTF-8 text \(byte 0xe9 at column 4\)"):
         ner.read_conll(path)
+
+
+def test_a_learning_curve_point_trains_on_sentences_drawn_by_seed(sp_tokenizer_path):
+    config = tiny_config(sp_tokenizer_path, "iob2")
+    all_sentences = ner.NerTask(config).split("train")[0]
+    config.finetune.train_examples = 3
+    config.seed = 5
+    drawn = ner.NerTask(config).split("train")[0]
+    assert len(drawn) == 3 and set(drawn) <= set(all_sentences)
+    assert ner.NerTask(config).split("validation")[0] == ner.NerTask(tiny_config(sp_tokenizer_path, "iob2")).split(
+        "validation")[0]
+    config.finetune.train_examples = len(all_sentences) + 1
+    with pytest.raises(ValueError, match=f"conll-train.iob2's training split has only {len(all_sentences)}"):
+        ner.NerTask(config).split("train")

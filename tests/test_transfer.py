@@ -127,3 +127,18 @@ def test_the_scalar_mix_classifier_weights_the_informative_layer():
     predict, weights, _ = transfer.fit_mix_classifier(layers[:, :500], labels[:500], 3)
     assert np.mean(predict(layers[:, 500:]) == labels[500:]) > 0.9
     assert weights.argmax() == 1 and weights.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("objective,left_only", [("causal_lm", True), ("pretraining", False)])
+def test_a_tagger_on_a_causal_backbone_sees_only_the_left_context(objective, left_only):
+    """The right-context task's premise: a left-to-right model's tag at a position cannot change with the
+    tokens after it; a bidirectional model's does."""
+    model = heads.PooledTagger(transfer.backbone(objective, CONFIG), 3, dropout_rate=0.0)
+    ids, mask = _batch(lengths=(8, 8))
+    params = nn.meta.unbox(model.init(jax.random.key(0), ids, mask)["params"])
+    changed = ids.at[:, 5:].set((ids[:, 5:] + 7) % 37 + 3)  # only the tokens from position 5 on
+    before, after = (model.apply({"params": params}, rows, mask).logits for rows in (ids, changed))
+    assert before.shape == (2, 8, 3)
+    left_unchanged = np.allclose(before[:, :5], after[:, :5], atol=1e-6)
+    assert left_unchanged == left_only
+    assert not np.allclose(before[:, 5:], after[:, 5:], atol=1e-6)
