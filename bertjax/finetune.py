@@ -265,4 +265,17 @@ def run_seeds(config, workdir: str | pathlib.Path, seeds: Sequence[str | int], *
         for metric, stats in summary.items():
             report(f"{name} {metric}: median {stats['median']:.4f}, mean {stats['mean']:.4f} ± {stats['std']:.4f} "
                    f"over {len(stats['values'])} seeds")
+    if compare_scratch and len(seeds) > 1:
+        report(seed_comparison(results["pretrained"][0]["metric"], summaries))
     return summaries
+
+
+def seed_comparison(metric: str, summaries: dict) -> str:
+    """One line: the pretrained model's mean best `metric` against scratch's, the difference in units of the
+    larger of the two seeds' standard deviations."""
+    pretrained, scratch = summaries["pretrained"][metric], summaries["scratch"][metric]
+    gap, spread = pretrained["mean"] - scratch["mean"], max(pretrained["std"], scratch["std"])
+    times = f"{gap / spread:.1f} times" if spread > 0 else "with no spread between"
+    return (f"{metric}: pretrained {pretrained['mean']:.4f} vs from scratch {scratch['mean']:.4f} over "
+            f"{len(pretrained['values'])} seeds: difference {gap:+.4f}, {times} the larger seed standard deviation "
+            f"({spread:.4f})")
